@@ -1,0 +1,64 @@
+# One command locally and in the pipeline. Every target installs what it needs, once:
+# the stamps below make a second run reinstall nothing.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+CONFIG ?= config/default.toml
+SUFFIX ?=
+CDK_CONTEXT := -c config=$(CONFIG) $(if $(SUFFIX),-c suffix=$(SUFFIX))
+
+# The pinned Node LTS from node_modules comes first, so jsii runs on a supported Node.
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export CDK_DISABLE_VERSION_CHECK := true
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
+
+.PHONY: help setup synth test lint clean lock
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(PY_STAMP) $(NODE_STAMP) ## Create .venv and node_modules from the pinned lock files
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+	  || { echo "error: Python 3.11 or newer is needed as '$(PYTHON)' (set PYTHON=...)." >&2; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --require-hashes -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm (Node.js 20 or newer) is needed." >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); SUFFIX=name optional
+	@rm -rf .cdk.out.partial
+	@$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) --output .cdk.out.partial \
+	  || { rm -rf .cdk.out.partial; exit 1; }
+	@rm -rf cdk.out && mv .cdk.out.partial cdk.out
+	@echo "Synthesized cdk.out/ from $(CONFIG)$(if $(SUFFIX), with suffix $(SUFFIX))."
+
+test: setup ## Run the test suite (templates, config validation, the service)
+	$(VENV)/bin/python -m pytest
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+lock: ## Re-resolve requirements*.txt (with hashes) from requirements*.in
+	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools==7.6.2
+	.lock-venv/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe -o requirements.txt requirements.in
+	.lock-venv/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe -o requirements-dev.txt requirements-dev.in
+	rm -rf .lock-venv
+
+clean: ## Remove build output (keeps .venv and node_modules)
+	rm -rf cdk.out .cdk.out.partial .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""CDK entry point: wiring only. Load and validate the config, build the pipeline stack, register
+the compliance checks, synthesize.
+
+    cdk synth                                  # config/default.toml
+    cdk synth -c config=config/mine.toml -c suffix=alice
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import aws_cdk as cdk
+
+from configuration import ConfigError, load_config
+from configuration.toolchain import ROOT, cdk_cli_version
+from policies.compliance import register_compliance
+from stacks.pipeline import PipelineStack
+
+DEFAULT_CONFIG = "config/default.toml"
+
+
+def main() -> int:
+    app = cdk.App()
+    config_arg = str(app.node.try_get_context("config") or DEFAULT_CONFIG)
+    suffix_arg = str(app.node.try_get_context("suffix") or "")
+    try:
+        config_path = _repository_path(config_arg)
+        suffix = _suffix(suffix_arg)
+        config = load_config(ROOT / config_path)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    PipelineStack(
+        app,
+        "Pipeline",
+        stack_name=f"{config.pipeline.project}-pipeline{suffix}",
+        env=cdk.Environment(account=config.pipeline.account, region=config.pipeline.region),
+        config=config,
+        config_path=config_path,
+        suffix=suffix,
+        cli_version=cdk_cli_version(),
+    )
+    register_compliance(app)
+    app.synth()
+    return 0
+
+
+def _repository_path(value: str) -> str:
+    """The config's path relative to the repository: the pipeline re-synthesizes from a clone."""
+    path = Path(value)
+    resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()
+    try:
+        return resolved.relative_to(ROOT).as_posix()
+    except ValueError:
+        raise ConfigError(
+            f"{value}: the config file must be inside the repository ({ROOT}), because the "
+            "pipeline synthesizes again from a clone of the repository; move it under config/."
+        ) from None
+
+
+def _suffix(value: str) -> str:
+    """`-c suffix=NAME` -> '-NAME', so several copies of the deployment can live side by side."""
+    if not value:
+        return ""
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", value):
+        raise ConfigError(
+            f"context 'suffix' = {value!r}: expected 1 to 12 lower-case letters and digits, "
+            "starting with a letter (it becomes part of every stack and pipeline name)."
+        )
+    return f"-{value}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

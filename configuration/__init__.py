@@ -1,0 +1,22 @@
+"""The deployment config: one typed, immutable object tree, validated at the edge."""
+
+from configuration.loader import ConfigError, load_config
+from configuration.model import (
+    DeploymentConfig,
+    NetworkConfig,
+    PipelineConfig,
+    ServiceConfig,
+    SourceConfig,
+    StageConfig,
+)
+
+__all__ = [
+    "ConfigError",
+    "DeploymentConfig",
+    "NetworkConfig",
+    "PipelineConfig",
+    "ServiceConfig",
+    "SourceConfig",
+    "StageConfig",
+    "load_config",
+]

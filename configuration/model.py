@@ -1,0 +1,299 @@
+"""The typed, immutable description of one deployment, validated once at the edge.
+
+Everything below `app.py` receives a `DeploymentConfig` and trusts it: no construct re-reads raw
+dicts or context keys. Every rule that can be checked without calling AWS is checked here, so a bad
+value is refused before a single construct is built.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from configuration.regions import KNOWN_REGIONS
+
+
+class _Model(BaseModel):
+    """Immutable, and strict about keys: a typo is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _fail(
+    kind: str, message: str, *, field: str | None = None, value: object = None
+) -> PydanticCustomError:
+    """An error for the loader to report. `field` and `value` refine where a model-level check
+    points: pydantic places such errors on the model, but the user needs the exact field."""
+    context: dict[str, object] = {}
+    if field is not None:
+        context = {"field": field, "value": value}
+    return PydanticCustomError(kind, message, context)
+
+
+def _account(value: str) -> str:
+    if not re.fullmatch(r"\d{12}", value):
+        raise _fail("account", "expected a 12-digit AWS account id, such as '111111111111'")
+    return value
+
+
+def _region(value: str) -> str:
+    if value not in KNOWN_REGIONS:
+        raise _fail(
+            "region",
+            "expected an AWS region code such as 'eu-west-1' or 'us-east-1' "
+            "(one of the regions aws-cdk-lib knows)",
+        )
+    return value
+
+
+AccountId = Annotated[str, AfterValidator(_account)]
+Region = Annotated[str, AfterValidator(_region)]
+# Lower-case, digits and hyphens: valid in stack names, CodePipeline stage names and resource tags.
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", max_length=20)]
+
+_PARTITIONS = "aws|aws-cn|aws-us-gov"
+_CONNECTION_ARN = re.compile(
+    rf"^arn:(?P<partition>{_PARTITIONS}):(?P<service>codeconnections|codestar-connections):"
+    r"(?P<region>[a-z0-9-]+):(?P<account>\d{12}):connection/"
+    r"(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+_CLUSTER_ARN = re.compile(
+    rf"^arn:(?P<partition>{_PARTITIONS}):ecs:(?P<region>[a-z0-9-]+):(?P<account>\d{{12}}):"
+    r"cluster/(?P<name>[A-Za-z0-9_-]{1,255})$"
+)
+
+# Fargate's valid (cpu -> memory) combinations, in MiB:
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
+_FARGATE_MEMORY: dict[int, range] = {
+    256: range(512, 2048 + 1, 512),
+    512: range(1024, 4096 + 1, 1024),
+    1024: range(2048, 8192 + 1, 1024),
+    2048: range(4096, 16384 + 1, 1024),
+    4096: range(8192, 30720 + 1, 1024),
+    8192: range(16384, 61440 + 1, 4096),
+    16384: range(32768, 122880 + 1, 8192),
+}
+
+
+class SourceConfig(_Model):
+    """Where the pipeline reads its code from, and how it is told about pushes."""
+
+    repository: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", max_length=200)
+    ] = Field(description="GitHub 'owner/name'")
+    branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]+$", max_length=255)]
+    connection_arn: str | None = None
+    github_token_secret: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")] | None
+    ) = None
+
+    @field_validator("connection_arn")
+    @classmethod
+    def _connection_arn_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _CONNECTION_ARN.fullmatch(value):
+            raise _fail(
+                "connection_arn",
+                "expected a CodeConnections connection ARN, "
+                "'arn:aws:codeconnections:REGION:ACCOUNT:connection/UUID'",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Self:
+        if (self.connection_arn is None) == (self.github_token_secret is None):
+            raise _fail(
+                "source",
+                "expected exactly one of 'connection_arn' (a CodeConnections connection, "
+                "recommended) or 'github_token_secret' (the name of a Secrets Manager secret "
+                "holding a GitHub token)",
+            )
+        return self
+
+
+class PipelineConfig(_Model):
+    """The tools account that hosts the self-mutating pipeline."""
+
+    project: Slug = Field(description="Short name used in stack and pipeline names")
+    account: AccountId
+    region: Region
+    source: SourceConfig
+
+    @model_validator(mode="after")
+    def _connection_belongs_to_pipeline(self) -> Self:
+        arn = self.source.connection_arn
+        match = _CONNECTION_ARN.fullmatch(arn) if arn else None
+        if match and (match["account"], match["region"]) != (self.account, self.region):
+            raise _fail(
+                "connection_arn",
+                "the connection must live in the pipeline's own account and region "
+                f"({self.account}, {self.region}), but the ARN names account "
+                f"{match['account']} in {match['region']}",
+                field="source.connection_arn",
+                value=arn,
+            )
+        return self
+
+
+class NetworkConfig(_Model):
+    """The stage's VPC: created from `cidr` and `nat_gateways`, or imported by `vpc_id`."""
+
+    cidr: str = "10.0.0.0/16"
+    nat_gateways: Annotated[int, Field(ge=1)] = 1
+    vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")] | None = (
+        None
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _private_cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError:
+            raise _fail(
+                "cidr", "expected an IPv4 network in CIDR notation such as '10.0.0.0/16'"
+            ) from None
+        if not 16 <= network.prefixlen <= 24 or not network.is_private:
+            raise _fail(
+                "cidr",
+                "expected a private (RFC 1918) IPv4 network between /16 and /24, "
+                "large enough for a public and a private subnet in every availability zone",
+            )
+        return value
+
+
+class ServiceConfig(_Model):
+    """Size of the Fargate service and, optionally, the existing cluster it joins."""
+
+    cpu: Literal[256, 512, 1024, 2048, 4096, 8192, 16384] = 256
+    memory: int = 512
+    desired_count: Annotated[int, Field(ge=1, le=100)] = 2
+    container_port: Annotated[int, Field(ge=1024, le=65535)] = 8080
+    cluster_arn: str | None = None
+
+    @field_validator("cluster_arn")
+    @classmethod
+    def _cluster_arn_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _CLUSTER_ARN.fullmatch(value):
+            raise _fail(
+                "cluster_arn",
+                "expected an ECS cluster ARN, 'arn:aws:ecs:REGION:ACCOUNT:cluster/NAME'",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _fargate_size(self) -> Self:
+        allowed = _FARGATE_MEMORY[self.cpu]
+        if self.memory not in allowed:
+            raise _fail(
+                "memory",
+                f"memory {self.memory} MiB is not a Fargate size for cpu {self.cpu}: expected "
+                f"{allowed.start} to {allowed.stop - 1} MiB in steps of {allowed.step}",
+                field="memory",
+                value=self.memory,
+            )
+        return self
+
+    @property
+    def cluster_name(self) -> str | None:
+        """The cluster's name, derived from its ARN (the ARN is never used as a name)."""
+        match = _CLUSTER_ARN.fullmatch(self.cluster_arn) if self.cluster_arn else None
+        return match["name"] if match else None
+
+
+class StageConfig(_Model):
+    """One target account and region that the pipeline deploys to, in order."""
+
+    name: Slug
+    account: AccountId
+    region: Region
+    availability_zones: Annotated[list[str], Field(min_length=2, max_length=6)]
+    production: bool = False
+    approval: bool = False
+    network: NetworkConfig = NetworkConfig()
+    service: ServiceConfig = ServiceConfig()
+
+    @model_validator(mode="after")
+    def _zones_in_region(self) -> Self:
+        for zone in self.availability_zones:
+            if not re.fullmatch(rf"{re.escape(self.region)}[a-z]", zone):
+                raise _fail(
+                    "availability_zones",
+                    f"zone '{zone}' is not in the stage's region {self.region}: expected names "
+                    f"like '{self.region}a'",
+                    field="availability_zones",
+                    value=zone,
+                )
+        if len(set(self.availability_zones)) != len(self.availability_zones):
+            raise _fail(
+                "availability_zones",
+                "each availability zone may be listed only once",
+                field="availability_zones",
+                value=self.availability_zones,
+            )
+        if self.network.vpc_id is None and self.network.nat_gateways > len(self.availability_zones):
+            raise _fail(
+                "nat_gateways",
+                f"{self.network.nat_gateways} NAT gateways for "
+                f"{len(self.availability_zones)} availability zones: expected at most one per zone",
+                field="network.nat_gateways",
+                value=self.network.nat_gateways,
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_import_is_complete(self) -> Self:
+        arn = self.service.cluster_arn
+        match = _CLUSTER_ARN.fullmatch(arn) if arn else None
+        if match is None:
+            return self
+        if (match["account"], match["region"]) != (self.account, self.region):
+            raise _fail(
+                "cluster_arn",
+                f"the cluster must be in this stage's account and region ({self.account}, "
+                f"{self.region}), but the ARN names account {match['account']} in "
+                f"{match['region']}",
+                field="service.cluster_arn",
+                value=arn,
+            )
+        if self.network.vpc_id is None:
+            raise _fail(
+                "cluster_arn",
+                "importing an existing cluster needs the VPC it runs in: set network.vpc_id "
+                "to that cluster's VPC (a cluster imported without its VPC cannot place tasks)",
+                field="network.vpc_id",
+                value=None,
+            )
+        return self
+
+
+class DeploymentConfig(_Model):
+    """A whole deployment: the pipeline and its ordered target stages."""
+
+    pipeline: PipelineConfig
+    stages: Annotated[list[StageConfig], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_stage_names(self) -> Self:
+        seen: set[str] = set()
+        for index, stage in enumerate(self.stages):
+            if stage.name in seen:
+                raise _fail(
+                    "stages",
+                    "stage names must be unique: this name is already used by an earlier stage",
+                    field=f"stages[{index}].name",
+                    value=stage.name,
+                )
+            seen.add(stage.name)
+        return self

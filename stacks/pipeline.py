@@ -1,0 +1,120 @@
+"""The self-mutating delivery pipeline that lives in the pipeline (tools) account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import SecretValue, Stack
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import aws_codepipeline_actions as codepipeline_actions
+from aws_cdk import pipelines
+from constructs import Construct
+
+from configuration import DeploymentConfig, SourceConfig
+from stages.deployment import DeploymentStage
+
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+
+
+class PipelineStack(Stack):
+    """A CDK Pipelines `CodePipeline` (type V2) that first updates itself, then deploys each
+    configured stage in order, with a manual approval before the stages that ask for one.
+
+    The synth step runs the same make targets as a developer: `make test` (which installs the
+    pinned dependencies), then `make synth` with the same config file and suffix.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        config_path: str,
+        suffix: str,
+        cli_version: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        project = config.pipeline.project
+        source_config = config.pipeline.source
+        source = _source(source_config)
+
+        synth_context = f"CONFIG={config_path}" + (f" SUFFIX={suffix[1:]}" if suffix else "")
+        synth = pipelines.CodeBuildStep(
+            "Synth",
+            input=source,
+            install_commands=["make --version", "python3 --version"],
+            commands=["make test", f"make synth {synth_context}"],
+            primary_output_directory="cdk.out",
+            partial_build_spec=codebuild.BuildSpec.from_object(
+                {"phases": {"install": {"runtime-versions": {"python": "3.11", "nodejs": "20"}}}}
+            ),
+        )
+
+        self.pipeline = pipelines.CodePipeline(
+            self,
+            "Pipeline",
+            pipeline_name=f"{project}{suffix}",
+            pipeline_type=codepipeline.PipelineType.V2,
+            self_mutation=True,
+            cross_account_keys=True,
+            enable_key_rotation=True,
+            cli_version=cli_version,
+            synth=synth,
+            code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),
+            ),
+        )
+
+        self.stages: list[DeploymentStage] = []
+        for stage_config in config.stages:
+            stage = DeploymentStage(
+                self,
+                stage_config.name,
+                stage=stage_config,
+                project=project,
+                suffix=suffix,
+            )
+            pre: list[pipelines.Step] = []
+            if stage_config.approval:
+                pre.append(pipelines.ManualApprovalStep(f"Approve-{stage_config.name}"))
+            self.pipeline.add_stage(stage, pre=pre)
+            self.stages.append(stage)
+
+        # The construct tree of a CDK Pipeline exists only once it is built; build it here so
+        # that the trigger below and the compliance checks can see every construct.
+        self.pipeline.build_pipeline()
+        if source_config.connection_arn is not None:
+            _trigger_on_push(self.pipeline.pipeline, source_config.branch)
+
+
+def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
+    if source.connection_arn is not None:
+        return pipelines.CodePipelineSource.connection(
+            source.repository,
+            source.branch,
+            connection_arn=source.connection_arn,
+            trigger_on_push=True,
+        )
+    # GitHub token source: CodePipeline's webhook already filters on the configured branch.
+    assert source.github_token_secret is not None  # guaranteed by SourceConfig
+    return pipelines.CodePipelineSource.git_hub(
+        source.repository,
+        source.branch,
+        authentication=SecretValue.secrets_manager(source.github_token_secret),
+        trigger=codepipeline_actions.GitHubTrigger.WEBHOOK,
+    )
+
+
+def _trigger_on_push(pipeline: codepipeline.Pipeline, branch: str) -> None:
+    """A V2 trigger: run only on pushes to `branch` (not on every push to any branch)."""
+    source_action = pipeline.stages[0].actions[0]
+    pipeline.add_trigger(
+        provider_type=codepipeline.ProviderType.CODE_STAR_SOURCE_CONNECTION,
+        git_configuration=codepipeline.GitConfiguration(
+            source_action=source_action,
+            push_filter=[codepipeline.GitPushFilter(branches_includes=[branch])],
+        ),
+    )

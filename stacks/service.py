@@ -1,0 +1,71 @@
+"""The stage's service stack: an ECS cluster (created or imported) running the web service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from constructs import Construct
+
+from configuration import NetworkConfig, ServiceConfig
+from service.infrastructure import WebService
+
+
+class ServiceStack(Stack):
+    """Cluster plus web service. Takes the network's VPC, or looks up `network.vpc_id`.
+
+    An imported cluster always comes with its VPC and is referred to by the name derived from
+    its ARN: `Cluster.from_cluster_attributes` wants a name, and a cluster without a VPC cannot
+    place Fargate tasks.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc | None,
+        network: NetworkConfig,
+        service: ServiceConfig,
+        service_name: str,
+        removal_policy: RemovalPolicy,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        if vpc is None:
+            # Opted into importing an existing VPC: needs credentials or cdk.context.json.
+            vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=network.vpc_id)
+        self.vpc = vpc
+
+        cluster: ecs.ICluster
+        if service.cluster_name is not None:
+            cluster = ecs.Cluster.from_cluster_attributes(
+                self,
+                "Cluster",
+                cluster_name=service.cluster_name,
+                vpc=vpc,
+                security_groups=[],
+            )
+        else:
+            cluster = ecs.Cluster(
+                self,
+                "Cluster",
+                vpc=vpc,
+                container_insights_v2=ecs.ContainerInsights.ENABLED,
+            )
+        self.cluster = cluster
+
+        self.web = WebService(
+            self,
+            "Web",
+            cluster=cluster,
+            vpc=vpc,
+            service=service,
+            service_name=service_name,
+            removal_policy=removal_policy,
+        )
+        self.url_output = CfnOutput(
+            self, "ServiceUrl", value=self.web.url, description="Public endpoint of the service"
+        )

@@ -1,0 +1,65 @@
+"""One deployment target: the same Stage class for every account and region in the config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stage
+from constructs import Construct
+
+from configuration import StageConfig
+from stacks.network import NetworkStack
+from stacks.service import ServiceStack
+
+
+class DeploymentStage(Stage):
+    """Network and service stacks for one target, deployed into that target's account and region.
+
+    Differences between targets come only from `StageConfig`: a production stage gets termination
+    protection and keeps stateful resources when a stack is deleted; others clean up after
+    themselves.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        project: str,
+        suffix: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            env=Environment(account=stage.account, region=stage.region),
+            **kwargs,
+        )
+        removal_policy = RemovalPolicy.RETAIN if stage.production else RemovalPolicy.DESTROY
+        name = f"{project}-{stage.name}{suffix}"
+
+        network = None
+        if stage.network.vpc_id is None:
+            network = NetworkStack(
+                self,
+                "Network",
+                stack_name=f"{name}-network",
+                network=stage.network,
+                availability_zones=stage.availability_zones,
+                removal_policy=removal_policy,
+                termination_protection=stage.production,
+            )
+        self.service = ServiceStack(
+            self,
+            "Service",
+            stack_name=f"{name}-service",
+            vpc=network.vpc if network else None,
+            network=stage.network,
+            service=stage.service,
+            service_name=project,
+            removal_policy=removal_policy,
+            termination_protection=stage.production,
+        )
+        self.network = network
+        self.url_output: CfnOutput = self.service.url_output
