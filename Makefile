@@ -42,7 +42,10 @@ $(NODE_STAMP): package.json package-lock.json
 synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); SUFFIX=name optional
 	@rm -rf .cdk.out.partial
 	@$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) --output .cdk.out.partial \
-	  || { rm -rf .cdk.out.partial; exit 1; }
+	  || { test ! -f .cdk.out.partial/validation-report.json \
+	         || mv .cdk.out.partial/validation-report.json validation-report.json; \
+	       rm -rf .cdk.out.partial; \
+	       echo "make synth failed; cdk.out/ was left as it was." >&2; exit 1; }
 	@rm -rf cdk.out && mv .cdk.out.partial cdk.out
 	@echo "Synthesized cdk.out/ from $(CONFIG)$(if $(SUFFIX), with suffix $(SUFFIX))."
 

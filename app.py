@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from configuration import ConfigError, load_config
+from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT, cdk_cli_version
-from policies.compliance import register_compliance
+from policies.compliance import Acknowledgement, Compliance
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -34,7 +34,40 @@ def main() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    PipelineStack(
+    _, compliance = build(app, config, config_path=config_path, suffix=suffix)
+    try:
+        assembly = app.synth()
+    except RuntimeError as error:
+        if "ValidationFailed" not in str(error):
+            raise
+        # The findings were printed above, one block each, with the id to acknowledge.
+        print(
+            "error: compliance checks failed: remediate each finding listed above or, where that "
+            "is impossible, acknowledge it in policies/acknowledgements.toml with a reason "
+            "(see README, Security). The full report is validation-report.json in the output "
+            "directory.",
+            file=sys.stderr,
+        )
+        return 1
+    compliance.write_report(Path(assembly.directory))
+    print(compliance.summary(), file=sys.stderr)
+    return 0
+
+
+def build(
+    app: cdk.App,
+    config: DeploymentConfig,
+    *,
+    config_path: str,
+    suffix: str = "",
+    acknowledgements: list[Acknowledgement] | None = None,
+) -> tuple[PipelineStack, Compliance]:
+    """Add the pipeline stack for `config` to `app` and register the compliance checks.
+
+    The tests call this too, so they check exactly what `cdk synth` produces.
+    """
+    compliance = Compliance(config, acknowledgements)
+    stack = PipelineStack(
         app,
         "Pipeline",
         stack_name=f"{config.pipeline.project}-pipeline{suffix}",
@@ -43,10 +76,10 @@ def main() -> int:
         config_path=config_path,
         suffix=suffix,
         cli_version=cdk_cli_version(),
+        prepare_stage=compliance.prepare_stage,
     )
-    register_compliance(app)
-    app.synth()
-    return 0
+    compliance.register(app)
+    return stack, compliance
 
 
 def _repository_path(value: str) -> str:

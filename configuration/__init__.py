@@ -2,6 +2,7 @@
 
 from configuration.loader import ConfigError, load_config
 from configuration.model import (
+    ComplianceConfig,
     DeploymentConfig,
     NetworkConfig,
     PipelineConfig,
@@ -11,6 +12,7 @@ from configuration.model import (
 )
 
 __all__ = [
+    "ComplianceConfig",
     "ConfigError",
     "DeploymentConfig",
     "NetworkConfig",

@@ -69,6 +69,10 @@ _CONNECTION_ARN = re.compile(
     r"(?P<region>[a-z0-9-]+):(?P<account>\d{12}):connection/"
     r"(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
+_CERTIFICATE_ARN = re.compile(
+    rf"^arn:(?P<partition>{_PARTITIONS}):acm:(?P<region>[a-z0-9-]+):(?P<account>\d{{12}}):"
+    r"certificate/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
 _CLUSTER_ARN = re.compile(
     rf"^arn:(?P<partition>{_PARTITIONS}):ecs:(?P<region>[a-z0-9-]+):(?P<account>\d{{12}}):"
     r"cluster/(?P<name>[A-Za-z0-9_-]{1,255})$"
@@ -181,6 +185,32 @@ class ServiceConfig(_Model):
     desired_count: Annotated[int, Field(ge=1, le=100)] = 2
     container_port: Annotated[int, Field(ge=1024, le=65535)] = 8080
     cluster_arn: str | None = None
+    certificate_arn: str | None = None
+    plain_http_reason: Annotated[str, StringConstraints(min_length=20, max_length=500)] | None = (
+        None
+    )
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate_arn_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _CERTIFICATE_ARN.fullmatch(value):
+            raise _fail(
+                "certificate_arn",
+                "expected an ACM certificate ARN, "
+                "'arn:aws:acm:REGION:ACCOUNT:certificate/UUID'",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_listener_mode(self) -> Self:
+        if self.certificate_arn is not None and self.plain_http_reason is not None:
+            raise _fail(
+                "plain_http_reason",
+                "set either certificate_arn (HTTPS) or plain_http_reason (HTTP only), not both",
+                field="plain_http_reason",
+                value=self.plain_http_reason,
+            )
+        return self
 
     @field_validator("cluster_arn")
     @classmethod
@@ -253,6 +283,30 @@ class StageConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _tls_where_needed(self) -> Self:
+        arn = self.service.certificate_arn
+        match = _CERTIFICATE_ARN.fullmatch(arn) if arn else None
+        if match and (match["account"], match["region"]) != (self.account, self.region):
+            raise _fail(
+                "certificate_arn",
+                f"the certificate must be in this stage's account and region ({self.account}, "
+                f"{self.region}) for its load balancer, but the ARN names account "
+                f"{match['account']} in {match['region']}",
+                field="service.certificate_arn",
+                value=arn,
+            )
+        if arn is None and self.service.plain_http_reason is None:
+            raise _fail(
+                "certificate_arn",
+                "this stage has no TLS certificate: set service.certificate_arn to an ACM "
+                "certificate for HTTPS, or, to accept plain HTTP, set service.plain_http_reason "
+                "to a sentence saying why (recorded as the compliance acknowledgement)",
+                field="service.certificate_arn",
+                value=None,
+            )
+        return self
+
+    @model_validator(mode="after")
     def _cluster_import_is_complete(self) -> Self:
         arn = self.service.cluster_arn
         match = _CLUSTER_ARN.fullmatch(arn) if arn else None
@@ -278,11 +332,26 @@ class StageConfig(_Model):
         return self
 
 
+RulePack = Literal["AwsSolutions", "NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"]
+
+
+class ComplianceConfig(_Model):
+    """Which cdk-nag rule packs run at synth. AwsSolutions and NIST 800-53 rev 5 always run."""
+
+    extra_packs: list[Literal["HIPAA.Security", "PCI.DSS.321"]] = []
+
+    @property
+    def packs(self) -> tuple[RulePack, ...]:
+        extras = tuple(dict.fromkeys(self.extra_packs))
+        return ("AwsSolutions", "NIST.800.53.R5", *extras)
+
+
 class DeploymentConfig(_Model):
     """A whole deployment: the pipeline and its ordered target stages."""
 
     pipeline: PipelineConfig
     stages: Annotated[list[StageConfig], Field(min_length=1)]
+    compliance: ComplianceConfig = ComplianceConfig()
 
     @model_validator(mode="after")
     def _unique_stage_names(self) -> Self:

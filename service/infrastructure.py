@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from components.log_key import log_encryption_key
 from configuration import ServiceConfig
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
@@ -22,8 +24,10 @@ HEALTH_PATH = "/healthz"
 class WebService(Construct):
     """A Fargate service running `service/runtime` behind an internet-facing ALB.
 
-    Tasks run in private subnets without public IPs and accept traffic only from the load
-    balancer's security group.
+    The ALB terminates TLS with the stage's ACM certificate (HTTP only redirects), or serves plain
+    HTTP where the config records why; a WAF web ACL with AWS managed rules sits in front. Tasks
+    run in private subnets without public IPs, as a non-root user on a read-only root filesystem,
+    and accept traffic only from the load balancer's security group.
     """
 
     def __init__(
@@ -35,6 +39,8 @@ class WebService(Construct):
         vpc: ec2.IVpc,
         service: ServiceConfig,
         service_name: str,
+        production: bool,
+        access_logs: s3.IBucket,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -48,11 +54,10 @@ class WebService(Construct):
         # The asset hash changes exactly when the image's inputs change: a release's identity.
         self.version = image.asset_hash[:12]
 
-        key = kms.Key(
+        key = log_encryption_key(
             self,
             "LogKey",
-            description=f"Encrypts the {service_name} container logs",
-            enable_key_rotation=True,
+            description=f"Encrypts the {service_name} container and WAF logs",
             removal_policy=removal_policy,
         )
         log_group = logs.LogGroup(
@@ -77,6 +82,7 @@ class WebService(Construct):
             "App",
             image=ecs.ContainerImage.from_docker_image_asset(image),
             port_mappings=[ecs.PortMapping(container_port=service.container_port)],
+            # Not secrets: a port, a name and the release id. Secrets go in `secrets=`.
             environment={
                 "PORT": str(service.container_port),
                 "SERVICE_NAME": service_name,
@@ -94,8 +100,25 @@ class WebService(Construct):
             internet_facing=True,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
             drop_invalid_header_fields=True,
+            deletion_protection=production,
         )
-        listener = self.load_balancer.add_listener("HttpListener", port=80, open=True)
+        self.load_balancer.log_access_logs(access_logs, prefix="alb")
+
+        if service.certificate_arn is not None:
+            listener = self.load_balancer.add_listener(
+                "HttpsListener",
+                port=443,
+                protocol=elbv2.ApplicationProtocol.HTTPS,
+                certificates=[elbv2.ListenerCertificate.from_arn(service.certificate_arn)],
+                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+                open=True,
+            )
+            self.load_balancer.add_redirect(source_port=80, target_port=443)
+            self.url = f"https://{self.load_balancer.load_balancer_dns_name}"
+        else:
+            listener = self.load_balancer.add_listener("HttpListener", port=80, open=True)
+            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+        self.listener = listener
 
         self.service = ecs.FargateService(
             self,
@@ -124,4 +147,82 @@ class WebService(Construct):
                 unhealthy_threshold_count=3,
             ),
         )
-        self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
+
+        self.web_acl = _web_acl(self, service_name)
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.load_balancer.load_balancer_arn,
+            web_acl_arn=self.web_acl.attr_arn,
+        )
+        waf_logs = logs.LogGroup(
+            self,
+            "WebAclLogs",
+            # WAF accepts only log groups whose name starts with this prefix.
+            log_group_name=f"aws-waf-logs-{Stack.of(self).stack_name}",
+            encryption_key=key,
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=removal_policy,
+        )
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "WebAclLogging",
+            resource_arn=self.web_acl.attr_arn,
+            log_destination_configs=[
+                Stack.of(self).format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=waf_logs.log_group_name,
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+        )
+
+
+def _web_acl(scope: Construct, service_name: str) -> wafv2.CfnWebACL:
+    """AWS managed rule groups for common exploits and known bad inputs, plus a rate limit."""
+
+    def visibility(metric: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+        return wafv2.CfnWebACL.VisibilityConfigProperty(
+            cloud_watch_metrics_enabled=True,
+            metric_name=metric,
+            sampled_requests_enabled=True,
+        )
+
+    def managed(priority: int, name: str) -> wafv2.CfnWebACL.RuleProperty:
+        return wafv2.CfnWebACL.RuleProperty(
+            name=name,
+            priority=priority,
+            override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                    vendor_name="AWS", name=name
+                )
+            ),
+            visibility_config=visibility(name),
+        )
+
+    rate_limit = wafv2.CfnWebACL.RuleProperty(
+        name="RateLimitPerIp",
+        priority=0,
+        action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+        statement=wafv2.CfnWebACL.StatementProperty(
+            rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                limit=2000, aggregate_key_type="IP"
+            )
+        ),
+        visibility_config=visibility("RateLimitPerIp"),
+    )
+    return wafv2.CfnWebACL(
+        scope,
+        "WebAcl",
+        scope="REGIONAL",
+        default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+        visibility_config=visibility(f"{service_name}-web-acl"),
+        rules=[
+            rate_limit,
+            managed(1, "AWSManagedRulesCommonRuleSet"),
+            managed(2, "AWSManagedRulesKnownBadInputsRuleSet"),
+            managed(3, "AWSManagedRulesAmazonIpReputationList"),
+        ],
+    )

@@ -9,6 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from components.log_key import log_encryption_key
 from configuration import NetworkConfig
 
 
@@ -40,17 +41,29 @@ class NetworkStack(Stack):
             # Remove the default security group's rules: nothing should rely on it.
             restrict_default_security_group=True,
             subnet_configuration=[
+                # Only the load balancer and NAT gateways live here; both get their own public
+                # addresses, so nothing launched here needs one assigned automatically.
                 ec2.SubnetConfiguration(
-                    name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24
+                    name="Public",
+                    subnet_type=ec2.SubnetType.PUBLIC,
+                    cidr_mask=24,
+                    map_public_ip_on_launch=False,
                 ),
                 ec2.SubnetConfiguration(
                     name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22
                 ),
             ],
         )
+        flow_log_key = log_encryption_key(
+            self,
+            "FlowLogKey",
+            description="Encrypts the VPC flow logs",
+            removal_policy=removal_policy,
+        )
         flow_log_group = logs.LogGroup(
             self,
             "FlowLogs",
+            encryption_key=flow_log_key,
             retention=logs.RetentionDays.THREE_MONTHS,
             removal_policy=removal_policy,
         )

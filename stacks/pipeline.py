@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from aws_cdk import SecretValue, Stack
+from aws_cdk import RemovalPolicy, SecretValue, Stack, Stage
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as codepipeline_actions
+from aws_cdk import aws_s3 as s3
 from aws_cdk import pipelines
 from constructs import Construct
 
+from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig
 from stages.deployment import DeploymentStage
 
@@ -20,6 +23,8 @@ BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 class PipelineStack(Stack):
     """A CDK Pipelines `CodePipeline` (type V2) that first updates itself, then deploys each
     configured stage in order, with a manual approval before the stages that ask for one.
+
+    `prepare_stage` is called on each stage before it is added (the compliance acknowledgements).
 
     The synth step runs the same make targets as a developer: `make test` (which installs the
     pinned dependencies), then `make synth` with the same config file and suffix.
@@ -34,6 +39,7 @@ class PipelineStack(Stack):
         config_path: str,
         suffix: str,
         cli_version: str,
+        prepare_stage: Callable[[Stage], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -77,6 +83,9 @@ class PipelineStack(Stack):
                 project=project,
                 suffix=suffix,
             )
+            if prepare_stage is not None:
+                # CDK Pipelines synthesizes a stage when it is added: finish it before that.
+                prepare_stage(stage)
             pre: list[pipelines.Step] = []
             if stage_config.approval:
                 pre.append(pipelines.ManualApprovalStep(f"Approve-{stage_config.name}"))
@@ -86,6 +95,8 @@ class PipelineStack(Stack):
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
         # that the trigger below and the compliance checks can see every construct.
         self.pipeline.build_pipeline()
+        self.access_logs = LogBucket(self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN)
+        _harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket, self.access_logs)
         if source_config.connection_arn is not None:
             _trigger_on_push(self.pipeline.pipeline, source_config.branch)
 
@@ -105,6 +116,39 @@ def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
         source.branch,
         authentication=SecretValue.secrets_manager(source.github_token_secret),
         trigger=codepipeline_actions.GitHubTrigger.WEBHOOK,
+    )
+
+
+def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket) -> None:
+    """Versioning, access logs and lifecycle for the bucket CDK Pipelines creates.
+
+    The bucket itself (and its cross-account KMS key) stays CDK's own, so the grants CDK makes to
+    the target accounts' roles keep working; only properties are added.
+    """
+    cfn_bucket = bucket.node.default_child
+    assert isinstance(cfn_bucket, s3.CfnBucket)
+    cfn_bucket.versioning_configuration = s3.CfnBucket.VersioningConfigurationProperty(
+        status="Enabled"
+    )
+    cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
+        destination_bucket_name=access_logs.bucket.bucket_name,
+        log_file_prefix="pipeline-artifacts/",
+    )
+    access_logs.allow_server_access_logs(bucket, "pipeline-artifacts/")
+    cfn_bucket.lifecycle_configuration = s3.CfnBucket.LifecycleConfigurationProperty(
+        rules=[
+            s3.CfnBucket.RuleProperty(
+                id="ExpireOldArtifacts",
+                status="Enabled",
+                expiration_in_days=180,
+                noncurrent_version_expiration=s3.CfnBucket.NoncurrentVersionExpirationProperty(
+                    noncurrent_days=30
+                ),
+                abort_incomplete_multipart_upload=s3.CfnBucket.AbortIncompleteMultipartUploadProperty(
+                    days_after_initiation=7
+                ),
+            )
+        ]
     )
 
 

@@ -9,6 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
+from components.log_bucket import LogBucket
 from configuration import NetworkConfig, ServiceConfig
 from service.infrastructure import WebService
 
@@ -30,6 +31,7 @@ class ServiceStack(Stack):
         network: NetworkConfig,
         service: ServiceConfig,
         service_name: str,
+        production: bool,
         removal_policy: RemovalPolicy,
         **kwargs: Any,
     ) -> None:
@@ -57,6 +59,7 @@ class ServiceStack(Stack):
             )
         self.cluster = cluster
 
+        self.access_logs = LogBucket(self, "AccessLogs", removal_policy=removal_policy)
         self.web = WebService(
             self,
             "Web",
@@ -64,6 +67,8 @@ class ServiceStack(Stack):
             vpc=vpc,
             service=service,
             service_name=service_name,
+            production=production,
+            access_logs=self.access_logs.bucket,
             removal_policy=removal_policy,
         )
         self.url_output = CfnOutput(

@@ -58,6 +58,7 @@ class DeploymentStage(Stage):
             network=stage.network,
             service=stage.service,
             service_name=project,
+            production=stage.production,
             removal_policy=removal_policy,
             termination_protection=stage.production,
         )

@@ -1,0 +1,1 @@
+"""Small constructs shared by more than one stack."""
