@@ -16,7 +16,7 @@ import aws_cdk as cdk
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT, cdk_cli_version
-from policies.compliance import Acknowledgement, Compliance
+from policies.compliance import Acknowledgement, Compliance, failed_plugins
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -30,26 +30,30 @@ def main() -> int:
         config_path = _repository_path(config_arg)
         suffix = _suffix(suffix_arg)
         config = load_config(ROOT / config_path)
+        _, compliance = build(app, config, config_path=config_path, suffix=suffix)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    _, compliance = build(app, config, config_path=config_path, suffix=suffix)
+    failure = (
+        "error: compliance checks failed ({plugins}): remediate each finding listed above or, "
+        "where that is impossible, acknowledge it in policies/acknowledgements.toml with a "
+        "reason (README, Security). The full report is validation-report.json in the output "
+        "directory."
+    )
     try:
         assembly = app.synth()
     except RuntimeError as error:
         if "ValidationFailed" not in str(error):
             raise
-        # The findings were printed above, one block each, with the id to acknowledge.
-        print(
-            "error: compliance checks failed: remediate each finding listed above or, where that "
-            "is impossible, acknowledge it in policies/acknowledgements.toml with a reason "
-            "(see README, Security). The full report is validation-report.json in the output "
-            "directory.",
-            file=sys.stderr,
-        )
+        print(failure.format(plugins="see above"), file=sys.stderr)
         return 1
-    compliance.write_report(Path(assembly.directory))
+    outdir = Path(assembly.directory)
+    failed = failed_plugins(outdir)
+    if failed:
+        print(failure.format(plugins=", ".join(failed)), file=sys.stderr)
+        return 1
+    compliance.write_report(outdir)
     print(compliance.summary(), file=sys.stderr)
     return 0
 
@@ -78,7 +82,7 @@ def build(
         cli_version=cdk_cli_version(),
         prepare_stage=compliance.prepare_stage,
     )
-    compliance.register(app)
+    compliance.register(app, stack.pipeline.pipeline)
     return stack, compliance
 
 

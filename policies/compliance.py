@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import aws_cdk as cdk
+from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import region_info
 import cdk_nag
 from constructs import IConstruct
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -35,9 +37,11 @@ class Acknowledgement(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     findings: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\S+::\S+$")]], Field(min_length=1)]
-    constructs: Annotated[list[Annotated[str, StringConstraints(pattern=r"^Pipeline/\S+$")]], Field(min_length=1)]
+    constructs: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\S+/\S+$")]], Field(min_length=1)]
     reason: Annotated[str, StringConstraints(min_length=60, pattern=r"^[A-Z{].*[.!?}]$")]
-    when: Literal["always", "production", "non-production", "plain-http", "https"] = "always"
+    when: Literal["always", "production", "non-production", "plain-http", "https", "cross-region"] = (
+        "always"
+    )
 
 
 class AcknowledgementFile(BaseModel):
@@ -73,36 +77,61 @@ def load_acknowledgements(path: Path = ACKNOWLEDGEMENTS) -> list[Acknowledgement
 
 
 def expand(
-    acknowledgements: list[Acknowledgement], config: DeploymentConfig, source_action: str
+    acknowledgements: list[Acknowledgement],
+    config: DeploymentConfig,
+    *,
+    replication_buckets: dict[str, str] | None = None,
 ) -> list[AppliedAcknowledgement]:
-    """Every (finding, construct path, reason) the entries stand for under `config`."""
+    """Every (finding, construct path, reason) the entries stand for under `config`.
+
+    `replication_buckets` maps each region that holds a cross-region support stack to its
+    replication bucket's name; both exist only once the pipeline is built.
+    """
+    pipeline = config.pipeline
+    values = {
+        "account": pipeline.account,
+        "region": pipeline.region,
+        "partition": region_info.RegionInfo.get(pipeline.region).partition,
+        # CodePipeline names the source action after the repository, with '/' replaced.
+        "source_action": pipeline.source.repository.replace("/", "_"),
+    }
     applied: list[AppliedAcknowledgement] = []
     for entry in acknowledgements:
         for template in entry.constructs:
-            for path, stage in _paths(template, entry.when, config, source_action):
+            for path, scope_values, stage in _paths(
+                template, entry.when, config, values, replication_buckets or {}
+            ):
                 reason = entry.reason
                 if stage is not None and stage.service.plain_http_reason:
                     reason = reason.replace("{plain_http_reason}", stage.service.plain_http_reason)
                 for finding in entry.findings:
-                    finding_id = finding.format(
-                        account=config.pipeline.account, region=config.pipeline.region
+                    applied.append(
+                        AppliedAcknowledgement(finding.format(**scope_values), path, reason)
                     )
-                    applied.append(AppliedAcknowledgement(finding_id, path, reason))
     return applied
 
 
 def _paths(
-    template: str, when: str, config: DeploymentConfig, source_action: str
-) -> Iterator[tuple[str, StageConfig | None]]:
-    if "{stage}" not in template:
-        yield template.format(source_action=source_action), None
-        return
-    for stage in config.stages:
-        if not _selected(stage, when):
-            continue
-        zones = range(1, len(stage.availability_zones) + 1) if "{zone}" in template else [0]
-        for zone in zones:
-            yield template.format(stage=stage.name, zone=zone, source_action=source_action), stage
+    template: str,
+    when: str,
+    config: DeploymentConfig,
+    values: dict[str, str],
+    replication_buckets: dict[str, str],
+) -> Iterator[tuple[str, dict[str, str], StageConfig | None]]:
+    if "{replication_region}" in template or when == "cross-region":
+        for region, bucket in sorted(replication_buckets.items()):
+            scope = {**values, "replication_region": region, "replication_bucket": bucket}
+            yield template.format(**scope), scope, None
+    elif "{stage}" in template:
+        for stage in config.stages:
+            if not _selected(stage, when):
+                continue
+            zones = range(1, len(stage.availability_zones) + 1) if "{zone}" in template else [0]
+            for zone in zones:
+                scope = {**values, "stage": stage.name, "zone": str(zone)}
+                yield template.format(**scope), scope, stage
+    else:
+        yield template.format(**values), values, None
 
 
 def _selected(stage: StageConfig, when: str) -> bool:
@@ -130,19 +159,20 @@ class Compliance:
         config: DeploymentConfig,
         acknowledgements: list[Acknowledgement] | None = None,
     ) -> None:
+        self.config = config
         self.packs = config.compliance.packs
-        # CodePipeline names the source action after the repository, with '/' replaced.
-        source_action = config.pipeline.source.repository.replace("/", "_")
-        entries = load_acknowledgements() if acknowledgements is None else acknowledgements
-        self._pending = expand(entries, config, source_action)
+        self._entries = load_acknowledgements() if acknowledgements is None else acknowledgements
         self.applied: list[AppliedAcknowledgement] = []
+        self._done: set[tuple[str, str]] = set()
 
     def prepare_stage(self, stage: cdk.Stage) -> None:
         """Apply the acknowledgements that fall inside `stage`."""
         cdk.Aspects.of(stage).add(cdk_nag.WriteNagSuppressionsToCloudFormationAspect())
-        self._apply(stage, lambda item: item.construct_path.startswith(f"{stage.node.path}/"))
+        prefix = f"{stage.node.path}/"
+        items = expand(self._entries, self.config)
+        self._apply(stage.node.root, [i for i in items if i.construct_path.startswith(prefix)])
 
-    def register(self, app: cdk.App) -> None:
+    def register(self, app: cdk.App, pipeline: codepipeline.Pipeline) -> None:
         """Register the packs on the app and apply the remaining acknowledgements."""
         cdk.Validations.of(app).add_plugins(
             *(
@@ -150,14 +180,17 @@ class Compliance:
                 for name in self.packs
             )
         )
-        self._apply(app, lambda item: True)
+        replication = {
+            # The name is generated and known at synth, but reached through a token.
+            region: str(cdk.Stack.of(pipeline).resolve(support.replication_bucket.bucket_name))
+            for region, support in pipeline.cross_region_support.items()
+        }
+        self._apply(app, expand(self._entries, self.config, replication_buckets=replication))
 
-    def _apply(self, scope: IConstruct, selects: Callable[[AppliedAcknowledgement], bool]) -> None:
-        root = scope.node.root
-        remaining: list[AppliedAcknowledgement] = []
-        for item in self._pending:
-            if not selects(item):
-                remaining.append(item)
+    def _apply(self, root: IConstruct, items: list[AppliedAcknowledgement]) -> None:
+        for item in items:
+            key = (item.finding, item.construct_path)
+            if key in self._done:
                 continue
             construct = _find(root, item.construct_path)
             # Stages differ between configs (an imported VPC has no Network stack), so a path
@@ -167,7 +200,7 @@ class Compliance:
                     cdk.Acknowledgment(id=item.finding, reason=item.reason)
                 )
                 self.applied.append(item)
-        self._pending = remaining
+                self._done.add(key)
 
     def summary(self) -> str:
         rules = len({a.finding.split("[")[0] for a in self.applied})
@@ -187,6 +220,23 @@ class Compliance:
         }
         report.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
         return report
+
+
+def failed_plugins(outdir: Path) -> list[str]:
+    """Validation plugins that reported a failure in `outdir`'s validation report.
+
+    Run by the CDK CLI, the app's synth does not raise on a failed validation (the CLI reads the
+    report and fails afterwards), so the report is the one place to ask.
+    """
+    report = outdir / "validation-report.json"
+    if not report.exists():
+        return []
+    data = json.loads(report.read_text(encoding="utf-8"))
+    return [
+        str(plugin["pluginName"])
+        for plugin in data.get("pluginReports", [])
+        if plugin.get("conclusion") != "success"
+    ]
 
 
 def _find(root: IConstruct, path: str) -> IConstruct | None:

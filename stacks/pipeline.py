@@ -69,6 +69,10 @@ class PipelineStack(Stack):
             enable_key_rotation=True,
             cli_version=cli_version,
             synth=synth,
+            # One CloudFormation action per stack instead of create-then-execute change sets,
+            # and one publishing project per asset type: fewer sequential actions per release.
+            use_change_sets=False,
+            publish_assets_in_parallel=False,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),
             ),
@@ -97,6 +101,9 @@ class PipelineStack(Stack):
         self.pipeline.build_pipeline()
         self.access_logs = LogBucket(self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN)
         _harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket, self.access_logs)
+        # Stages in other regions get a replication bucket in a support stack per region.
+        for support in self.pipeline.pipeline.cross_region_support.values():
+            _harden_artifact_bucket(support.replication_bucket, None)
         if source_config.connection_arn is not None:
             _trigger_on_push(self.pipeline.pipeline, source_config.branch)
 
@@ -119,8 +126,8 @@ def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
     )
 
 
-def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket) -> None:
-    """Versioning, access logs and lifecycle for the bucket CDK Pipelines creates.
+def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket | None) -> None:
+    """Versioning, access logs and lifecycle for a bucket CDK Pipelines creates.
 
     The bucket itself (and its cross-account KMS key) stays CDK's own, so the grants CDK makes to
     the target accounts' roles keep working; only properties are added.
@@ -130,11 +137,12 @@ def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket) -> None:
     cfn_bucket.versioning_configuration = s3.CfnBucket.VersioningConfigurationProperty(
         status="Enabled"
     )
-    cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
-        destination_bucket_name=access_logs.bucket.bucket_name,
-        log_file_prefix="pipeline-artifacts/",
-    )
-    access_logs.allow_server_access_logs(bucket, "pipeline-artifacts/")
+    if access_logs is not None:
+        cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
+            destination_bucket_name=access_logs.bucket.bucket_name,
+            log_file_prefix="pipeline-artifacts/",
+        )
+        access_logs.allow_server_access_logs(bucket, "pipeline-artifacts/")
     cfn_bucket.lifecycle_configuration = s3.CfnBucket.LifecycleConfigurationProperty(
         rules=[
             s3.CfnBucket.RuleProperty(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stage
+from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Stage
 from constructs import Construct
 
 from configuration import StageConfig
@@ -63,4 +63,5 @@ class DeploymentStage(Stage):
             termination_protection=stage.production,
         )
         self.network = network
+        self.stacks: list[Stack] = [s for s in (network, self.service) if s is not None]
         self.url_output: CfnOutput = self.service.url_output

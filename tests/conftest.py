@@ -1,48 +1,94 @@
-"""Shared fixtures: each distinct config is synthesized once per test session."""
+"""Shared fixtures: each distinct config is synthesized once per test session, exactly as
+`cdk synth` would (same wiring from app.py, same feature flags from cdk.json)."""
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import cx_api
 
 from app import build
 from configuration import DeploymentConfig, load_config
+from policies.compliance import Acknowledgement, Compliance
 from stacks.pipeline import PipelineStack
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
 FIXTURES = ROOT / "tests" / "fixtures"
+CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
 
 
-@functools.cache
-def _synth(config_file: Path, suffix: str, outdir: Path) -> PipelineStack:
+@dataclass(frozen=True)
+class Synthesized:
+    config: DeploymentConfig
+    stack: PipelineStack
+    compliance: Compliance
+    assembly: cx_api.CloudAssembly
+    outdir: Path
+
+
+def synthesize(
+    config_file: Path,
+    outdir: Path,
+    *,
+    suffix: str = "",
+    context: dict[str, Any] | None = None,
+    acknowledgements: list[Acknowledgement] | None = None,
+    modify: Callable[[PipelineStack], None] | None = None,
+) -> Synthesized:
+    """Build and synthesize the app for `config_file` into `outdir`."""
     config = load_config(config_file)
-    app = cdk.App(outdir=str(outdir))
-    stack = build(app, config, config_path=config_file.relative_to(ROOT).as_posix(), suffix=suffix)
-    app.synth()
-    return stack
+    app = cdk.App(outdir=str(outdir), context={**CDK_CONTEXT, **(context or {})})
+    stack, compliance = build(
+        app,
+        config,
+        config_path=config_file.relative_to(ROOT).as_posix(),
+        suffix=suffix,
+        acknowledgements=acknowledgements,
+    )
+    if modify is not None:
+        modify(stack)
+    assembly = app.synth()
+    return Synthesized(config, stack, compliance, assembly, outdir)
 
 
 @pytest.fixture(scope="session")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., PipelineStack]:
-    """`synth(config_file, suffix="")` -> the synthesized PipelineStack, cached per session."""
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesized]:
+    """`synth(config_file, suffix="", context=None)`, cached per session."""
 
-    def run(config_file: Path = DEFAULT_CONFIG, suffix: str = "") -> PipelineStack:
-        outdir = tmp_path_factory.getbasetemp() / f"cdk.out-{config_file.stem}{suffix}"
-        return _synth(config_file, suffix, outdir)
+    @functools.cache
+    def run(config_file: Path = DEFAULT_CONFIG, suffix: str = "", context: str = "{}") -> Synthesized:
+        outdir = tmp_path_factory.mktemp(f"cdk.out-{config_file.stem}{suffix}")
+        return synthesize(config_file, outdir, suffix=suffix, context=json.loads(context))
 
     return run
 
 
 @pytest.fixture(scope="session")
-def pipeline_stack(synth: Callable[..., PipelineStack]) -> PipelineStack:
+def default_synth(synth: Callable[..., Synthesized]) -> Synthesized:
     return synth()
+
+
+@pytest.fixture(scope="session")
+def pipeline_stack(default_synth: Synthesized) -> PipelineStack:
+    return default_synth.stack
 
 
 @pytest.fixture(scope="session")
 def default_config() -> DeploymentConfig:
     return load_config(DEFAULT_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def imported_synth(synth: Callable[..., Synthesized]) -> Synthesized:
+    """The config that uses an existing VPC and cluster; the VPC lookup is answered from a
+    committed context file, as a user's cdk.context.json would."""
+    context = (FIXTURES / "imported.context.json").read_text()
+    return synth(FIXTURES / "imported.toml", context=context)

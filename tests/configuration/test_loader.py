@@ -1,0 +1,189 @@
+"""Every validation rule refuses a bad value with one paragraph naming file, field and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from configuration import ConfigError, load_config
+
+from ..conftest import DEFAULT_CONFIG, FIXTURES
+
+DEFAULT_TEXT = DEFAULT_CONFIG.read_text()
+
+
+def _load_edited(tmp_path: Path, old: str | tuple[str, ...], new: str | tuple[str, ...]) -> ConfigError:
+    text = DEFAULT_TEXT
+    for before, after in zip((old,) if isinstance(old, str) else old, (new,) if isinstance(new, str) else new, strict=True):
+        assert before in text, f"test edit no longer applies: {before!r}"
+        text = text.replace(before, after, 1)
+    path = tmp_path / "edited.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return caught.value
+
+
+# (what is tested, text to replace, replacement, field path in the message, words expected)
+BAD_VALUES = [
+    ("account too short", 'account = "222222222222"', 'account = "22222222222"',
+     "stages[0].account", "12-digit"),
+    ("account not digits", 'account = "111111111111"', 'account = "11111111111x"',
+     "pipeline.account", "12-digit"),
+    ("account as a number", 'account = "333333333333"', "account = 333333333333",
+     "stages[1].account", "string"),
+    ("unknown region", 'region = "eu-west-1"\n\n[pipeline', 'region = "eu-west-9"\n\n[pipeline',
+     "pipeline.region", "AWS region"),
+    ("zone of another region", '"eu-west-1a", "eu-west-1b"]', '"eu-west-1a", "eu-west-2b"]',
+     "stages[0].availability_zones", "not in the stage's region"),
+    ("zone listed twice", '"eu-west-1a", "eu-west-1b"]', '"eu-west-1a", "eu-west-1a"]',
+     "stages[0].availability_zones", "only once"),
+    ("one zone only", '["eu-west-1a", "eu-west-1b"]', '["eu-west-1a"]',
+     "stages[0].availability_zones", "at least 2"),
+    ("malformed connection ARN", "connection/00000000-0000-4000-8000-000000000000",
+     "connection/not-a-uuid", "pipeline.source.connection_arn", "CodeConnections connection ARN"),
+    ("connection in another account", "eu-west-1:111111111111:connection",
+     "eu-west-1:999999999999:connection", "pipeline.source.connection_arn",
+     "pipeline's own account and region"),
+    ("connection in another region", "codeconnections:eu-west-1:", "codeconnections:us-east-1:",
+     "pipeline.source.connection_arn", "pipeline's own account and region"),
+    ("both sources", 'branch = "main"', 'branch = "main"\ngithub_token_secret = "gh"',
+     "pipeline.source", "exactly one"),
+    ("bad repository", 'repository = "example-org/webapp-delivery"', 'repository = "webapp"',
+     "pipeline.source.repository", "pattern"),
+    ("stage name with capitals", 'name = "prod"', 'name = "Prod"', "stages[1].name", "pattern"),
+    ("stage name with a space", 'name = "prod"', 'name = "pro d"', "stages[1].name", "pattern"),
+    ("duplicate stage name", 'name = "prod"', 'name = "staging"', "stages[1].name", "unique"),
+    ("project too long", 'project = "webapp"', 'project = "a-very-long-project-name-here"',
+     "pipeline.project", "at most 20"),
+    ("typo in a key", "desired_count = 3", "desired_cont = 3", "stages[1].service.desired_cont",
+     "unknown key; expected one of"),
+    ("typo in a table", "[pipeline.source]", "[pipeline.sourc]", "pipeline.sourc", "unknown key"),
+    ("cpu not a Fargate size", "cpu = 512", "cpu = 300", "stages[1].service.cpu", "256, 512"),
+    ("memory not valid for cpu", "memory = 1024", "memory = 1000", "stages[1].service.memory",
+     "1024 to 4096"),
+    ("desired count zero", "desired_count = 2", "desired_count = 0",
+     "stages[0].service.desired_count", "greater than or equal to 1"),
+    ("cidr not private", 'cidr = "10.10.0.0/16"', 'cidr = "8.8.0.0/16"',
+     "stages[0].network.cidr", "private"),
+    ("cidr too small", 'cidr = "10.10.0.0/16"', 'cidr = "10.10.0.0/26"',
+     "stages[0].network.cidr", "between /16 and /24"),
+    ("cidr not a network", 'cidr = "10.10.0.0/16"', 'cidr = "10.10.0.1/16"',
+     "stages[0].network.cidr", "CIDR"),
+    ("more NAT gateways than zones", "nat_gateways = 3", "nat_gateways = 4",
+     "stages[1].network.nat_gateways", "at most one per zone"),
+    ("no NAT gateway", "nat_gateways = 1", "nat_gateways = 0",
+     "stages[0].network.nat_gateways", "greater than or equal to 1"),
+    ("bad VPC id", "nat_gateways = 3", 'nat_gateways = 3\nvpc_id = "vpc-xyz"',
+     "stages[1].network.vpc_id", "pattern"),
+    ("cluster without its VPC", "# cluster_arn =", "cluster_arn =",
+     "stages[1].network.vpc_id", "needs the VPC it runs in"),
+    ("malformed cluster ARN", "# cluster_arn = \"arn:aws:ecs:eu-west-1:333333333333:cluster/shared\"",
+     'cluster_arn = "arn:aws:ecs:eu-west-1:333333333333:service/shared"',
+     "stages[1].service.cluster_arn", "ECS cluster ARN"),
+    ("cluster in another account",
+     ("nat_gateways = 3", "# cluster_arn = \"arn:aws:ecs:eu-west-1:333333333333:"),
+     ('nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"',
+      "cluster_arn = \"arn:aws:ecs:eu-west-1:444444444444:"),
+     "stages[1].service.cluster_arn", "stage's account and region"),
+    ("cluster in another region",
+     ("nat_gateways = 3", "# cluster_arn = \"arn:aws:ecs:eu-west-1:333333333333:"),
+     ('nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"',
+      "cluster_arn = \"arn:aws:ecs:us-east-1:333333333333:"),
+     "stages[1].service.cluster_arn", "stage's account and region"),
+    ("certificate in another region", "certificate_arn = \"arn:aws:acm:eu-west-1:",
+     "certificate_arn = \"arn:aws:acm:us-east-1:", "stages[1].service.certificate_arn",
+     "stage's account and region"),
+    ("no TLS and no reason", '\ncertificate_arn = "arn:aws:acm:', '\n# certificate_arn = "arn:aws:acm:',
+     "stages[1].service.certificate_arn", "plain_http_reason"),
+    ("plain HTTP reason too short", 'plain_http_reason = "Staging', 'plain_http_reason = "ok" #',
+     "stages[0].service.plain_http_reason", "at least 20"),
+    ("unknown extra pack", "extra_packs = []", 'extra_packs = ["SOC2"]',
+     "compliance.extra_packs[0]", "HIPAA.Security"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),  # noqa: PT006
+    [case[1:] for case in BAD_VALUES],
+    ids=[case[0] for case in BAD_VALUES],
+)
+def test_bad_value_is_refused_with_file_field_and_expectation(
+    tmp_path: Path, old: str, new: str, field: str, words: str
+) -> None:
+    message = str(_load_edited(tmp_path, old, new))
+    assert message.startswith(f"{tmp_path / 'edited.toml'}: invalid config")
+    assert f"{field}" in message, message
+    assert words in message, message
+    assert "\n" not in message, "one paragraph"
+    assert "Traceback" not in message
+
+
+def test_message_shows_the_offending_value(tmp_path: Path) -> None:
+    message = str(_load_edited(tmp_path, 'account = "222222222222"', 'account = "2222"'))
+    assert "stages[0].account = '2222': expected a 12-digit AWS account id" in message
+
+
+def test_several_problems_are_reported_together(tmp_path: Path) -> None:
+    path = tmp_path / "two.toml"
+    path.write_text(
+        DEFAULT_TEXT.replace('account = "222222222222"', 'account = "2"').replace(
+            "cpu = 512", "cpu = 3"
+        )
+    )
+    with pytest.raises(ConfigError, match=r"\(2 problems\).*stages\[0\]\.account.*stages\[1\]"):
+        load_config(path)
+
+
+def test_a_config_without_stages_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "nostages.toml"
+    path.write_text(DEFAULT_TEXT[: DEFAULT_TEXT.index("[[stages]]")])
+    with pytest.raises(ConfigError, match=r"nostages\.toml: invalid config .*stages: required"):
+        load_config(path)
+
+
+def test_imported_cluster_with_its_vpc_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "import.toml"
+    path.write_text(
+        DEFAULT_TEXT.replace(
+            "nat_gateways = 3", 'nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"'
+        ).replace("# cluster_arn =", "cluster_arn =")
+    )
+    assert load_config(path).stages[1].service.cluster_name == "shared"
+
+
+def test_missing_file_is_reported_as_such(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('[pipeline]\nproject = "webapp"\naccount = 111"\n')
+    with pytest.raises(ConfigError, match=r"broken\.toml: not valid TOML: .*line 3"):
+        load_config(path)
+
+
+def test_default_config_is_valid() -> None:
+    config = load_config(DEFAULT_CONFIG)
+    assert [stage.name for stage in config.stages] == ["staging", "prod"]
+    assert (config.pipeline.account, config.stages[0].account, config.stages[1].account) == (
+        "111111111111",
+        "222222222222",
+        "333333333333",
+    )
+    assert config.stages[1].approval and not config.stages[0].approval
+
+
+def test_cluster_name_is_derived_from_the_arn() -> None:
+    config = load_config(FIXTURES / "imported.toml")
+    service = config.stages[1].service
+    assert service.cluster_arn == "arn:aws:ecs:us-west-2:333333333333:cluster/shared-services"
+    assert service.cluster_name == "shared-services"
+
+
+def test_config_is_immutable() -> None:
+    config = load_config(DEFAULT_CONFIG)
+    with pytest.raises(ValueError, match="frozen"):
+        config.stages[0].name = "other"  # type: ignore[misc]

@@ -1,0 +1,183 @@
+"""The pipeline: V2, self-mutating, triggered by pushes to the branch, stages in config order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from configuration.toolchain import cdk_cli_version
+
+from ..conftest import FIXTURES, ROOT, Synthesized
+
+
+def _pipeline(template: Template) -> dict[str, Any]:
+    pipelines = template.find_resources("AWS::CodePipeline::Pipeline")
+    assert len(pipelines) == 1
+    return next(iter(pipelines.values()))["Properties"]
+
+
+def _stage_names(props: dict[str, Any]) -> list[str]:
+    return [stage["Name"] for stage in props["Stages"]]
+
+
+@pytest.fixture(scope="module")
+def template(default_synth: Synthesized) -> Template:
+    return Template.from_stack(default_synth.stack)
+
+
+def test_pipeline_is_v2_with_rotating_cross_account_key(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::CodePipeline::Pipeline", {"PipelineType": "V2", "Name": "webapp"}
+    )
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_pipeline_updates_itself_before_deploying(template: Template) -> None:
+    names = _stage_names(_pipeline(template))
+    assert names[:3] == ["Source", "Build", "UpdatePipeline"]
+    assert names.index("UpdatePipeline") < names.index("staging") < names.index("prod")
+
+
+def test_push_to_the_configured_branch_triggers_the_pipeline(template: Template) -> None:
+    triggers = _pipeline(template)["Triggers"]
+    assert triggers == [
+        {
+            "ProviderType": "CodeStarSourceConnection",
+            "GitConfiguration": {
+                "SourceActionName": "example-org_webapp-delivery",
+                "Push": [{"Branches": {"Includes": ["main"]}}],
+            },
+        }
+    ]
+    source = _pipeline(template)["Stages"][0]["Actions"][0]
+    assert source["Configuration"]["BranchName"] == "main"
+    assert source["Configuration"]["FullRepositoryId"] == "example-org/webapp-delivery"
+    assert source["Configuration"]["ConnectionArn"].startswith("arn:aws:codeconnections:")
+
+
+def test_manual_approval_precedes_only_the_stages_that_ask(template: Template) -> None:
+    stages = {stage["Name"]: stage for stage in _pipeline(template)["Stages"]}
+
+    def approvals(name: str) -> list[dict[str, Any]]:
+        return [
+            action
+            for action in stages[name]["Actions"]
+            if action["ActionTypeId"]["Category"] == "Approval"
+        ]
+
+    assert approvals("staging") == []
+    [approval] = approvals("prod")
+    first_deploy = min(
+        action["RunOrder"]
+        for action in stages["prod"]["Actions"]
+        if action["ActionTypeId"]["Category"] == "Deploy"
+    )
+    assert approval["RunOrder"] < first_deploy
+
+
+@pytest.mark.parametrize(
+    ("stage", "account", "region"),  # noqa: PT006
+    [("staging", "222222222222", "eu-west-1"), ("prod", "333333333333", "eu-west-1")],
+)
+def test_each_stage_deploys_into_its_own_account(
+    template: Template, stage: str, account: str, region: str
+) -> None:
+    stages = {s["Name"]: s for s in _pipeline(template)["Stages"]}
+    deploys = [
+        action
+        for action in stages[stage]["Actions"]
+        if action["ActionTypeId"]["Category"] == "Deploy"
+    ]
+    assert {action["Configuration"]["StackName"] for action in deploys} == {
+        f"webapp-{stage}-network",
+        f"webapp-{stage}-service",
+    }
+    for action in deploys:
+        # CodePipeline omits Region for actions in the pipeline's own region.
+        assert action.get("Region", "eu-west-1") == region
+        role = json.dumps(action["RoleArn"])
+        assert f"cdk-hnb659fds-deploy-role-{account}-{region}" in role
+        execution_role = json.dumps(action["Configuration"]["RoleArn"])
+        assert f"cdk-hnb659fds-cfn-exec-role-{account}-{region}" in execution_role
+
+
+def test_cli_version_comes_from_package_json(template: Template) -> None:
+    version = json.loads((ROOT / "package.json").read_text())["dependencies"]["aws-cdk"]
+    assert cdk_cli_version() == version
+    projects = template.find_resources("AWS::CodeBuild::Project")
+    self_mutation = [
+        p for p in projects.values() if "cdk -a . deploy" in p["Properties"]["Source"]["BuildSpec"]
+    ]
+    assert self_mutation, "no self-mutation project"
+    assert f"npm install -g aws-cdk@{version}" in self_mutation[0]["Properties"]["Source"]["BuildSpec"]
+
+
+def test_synth_step_tests_then_synthesizes_the_same_config(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::CodeBuild::Project",
+        {
+            "Source": {
+                "BuildSpec": Match.serialized_json(
+                    Match.object_like(
+                        {
+                            "phases": Match.object_like(
+                                {
+                                    "build": {
+                                        "commands": [
+                                            "make test",
+                                            "make synth CONFIG=config/default.toml",
+                                        ]
+                                    }
+                                }
+                            )
+                        }
+                    )
+                )
+            }
+        },
+    )
+
+
+def test_pipeline_artifacts_are_versioned_and_logged(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": Match.object_like({"LogFilePrefix": "pipeline-artifacts/"}),
+        },
+    )
+
+
+def test_five_stages_in_order_with_suffix(synth: Callable[..., Synthesized]) -> None:
+    result = synth(FIXTURES / "five-stages.toml", suffix="-blue")
+    assert result.stack.stack_name == "fleet-pipeline-blue"
+    template = Template.from_stack(result.stack)
+    props = _pipeline(template)
+    assert props["Name"] == "fleet-blue"
+    names = _stage_names(props)
+    assert [n for n in names if n in {"dev", "qa", "staging", "perf", "prod"}] == [
+        "dev",
+        "qa",
+        "staging",
+        "perf",
+        "prod",
+    ]
+    stacks = {stack.stack_name for stage in result.stack.stages for stack in stage.stacks}
+    assert "fleet-perf-blue-service" in stacks and "fleet-dev-blue-network" in stacks
+    build_spec = json.dumps(template.find_resources("AWS::CodeBuild::Project"))
+    assert "make synth CONFIG=tests/fixtures/five-stages.toml SUFFIX=blue" in build_spec
+
+
+def test_github_token_source_uses_the_secret_and_a_webhook(imported_synth: Synthesized) -> None:
+    props = _pipeline(Template.from_stack(imported_synth.stack))
+    source = props["Stages"][0]["Actions"][0]
+    assert source["ActionTypeId"]["Provider"] == "GitHub"
+    assert source["Configuration"]["Branch"] == "release"
+    assert "{{resolve:secretsmanager:github/shop-token" in json.dumps(
+        source["Configuration"]["OAuthToken"]
+    )
+    assert "Triggers" not in props
