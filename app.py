@@ -33,6 +33,7 @@ def main() -> int:
         _, compliance = build(app, config, config_path=config_path, suffix=suffix)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
+        _remove_if_empty(Path(app.outdir))
         return 2
 
     failure = (
@@ -84,6 +85,12 @@ def build(
     )
     compliance.register(app, stack.pipeline.pipeline)
     return stack, compliance
+
+
+def _remove_if_empty(outdir: Path) -> None:
+    """cdk.App creates its output directory up front; leave nothing behind for a refused config."""
+    if outdir.is_dir() and not any(outdir.iterdir()):
+        outdir.rmdir()
 
 
 def _repository_path(value: str) -> str:

@@ -105,6 +105,9 @@ def expand(
                 if stage is not None and stage.service.plain_http_reason:
                     reason = reason.replace("{plain_http_reason}", stage.service.plain_http_reason)
                 for finding in entry.findings:
+                    pack = finding.split("::", 1)[0]
+                    if pack in _PACKS and pack not in config.compliance.packs:
+                        continue  # a rule of a pack this config does not enable
                     applied.append(
                         AppliedAcknowledgement(finding.format(**scope_values), path, reason)
                     )
@@ -163,6 +166,7 @@ class Compliance:
         self.packs = config.compliance.packs
         self._entries = load_acknowledgements() if acknowledgements is None else acknowledgements
         self.applied: list[AppliedAcknowledgement] = []
+        self.replication_buckets: dict[str, str] = {}
         self._done: set[tuple[str, str]] = set()
 
     def prepare_stage(self, stage: cdk.Stage) -> None:
@@ -185,6 +189,7 @@ class Compliance:
             region: str(cdk.Stack.of(pipeline).resolve(support.replication_bucket.bucket_name))
             for region, support in pipeline.cross_region_support.items()
         }
+        self.replication_buckets = replication
         self._apply(app, expand(self._entries, self.config, replication_buckets=replication))
 
     def _apply(self, root: IConstruct, items: list[AppliedAcknowledgement]) -> None:
@@ -196,6 +201,13 @@ class Compliance:
             # Stages differ between configs (an imported VPC has no Network stack), so a path
             # may not exist; the stale-acknowledgement test proves each entry matches a finding.
             if construct is not None:
+                if not cdk.CfnResource.is_cfn_resource(construct):
+                    raise ConfigError(
+                        f"{ACKNOWLEDGEMENTS}: {item.finding} is acknowledged on "
+                        f"{item.construct_path}, which is not a single CloudFormation resource; "
+                        "acknowledge findings on the resource itself (the path printed with the "
+                        "finding), never on a whole stack, stage or construct tree."
+                    )
                 cdk.Validations.of(construct).acknowledge(
                     cdk.Acknowledgment(id=item.finding, reason=item.reason)
                 )
@@ -203,13 +215,23 @@ class Compliance:
                 self._done.add(key)
 
     def summary(self) -> str:
-        rules = len({a.finding.split("[")[0] for a in self.applied})
-        return (
-            f"Compliance: packs {', '.join(self.packs)} passed with 0 unacknowledged findings; "
-            f"{len(self.applied)} findings acknowledged on specific constructs ({rules} rules), "
-            "each with its reason in policies/acknowledgements.toml. "
-            "Full list: compliance-report.json in the output directory."
+        """A few lines for the terminal: each pack, its findings, the acknowledgements."""
+        lines = ["Compliance checks (cdk-nag) passed:"]
+        for pack in (*self.packs, "CloudFormation-Validate"):
+            count = sum(1 for a in self.applied if a.finding.startswith(f"{pack}::"))
+            if pack in self.packs or count:
+                lines.append(
+                    f"  {pack:<24} 0 unacknowledged findings, {count:>3} acknowledged"
+                )
+        lines.append(
+            f"  {len(self.applied)} acknowledgements, each on one resource with its reason in "
+            "policies/acknowledgements.toml;"
         )
+        lines.append(
+            "  full list: compliance-report.json, rule report: validation-report.json "
+            "(in the output directory)."
+        )
+        return "\n".join(lines)
 
     def write_report(self, outdir: Path) -> Path:
         report = outdir / "compliance-report.json"

@@ -22,7 +22,12 @@ from stacks.pipeline import PipelineStack
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
 FIXTURES = ROOT / "tests" / "fixtures"
-CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+CDK_CONTEXT: dict[str, Any] = {
+    **json.loads((ROOT / "cdk.json").read_text())["context"],
+    # What the CDK CLI adds when it runs app.py, so the templates match `cdk synth`'s.
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+}
 
 
 @dataclass(frozen=True)
