@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock
+.PHONY: help setup synth test lint clean lock policies
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,8 +49,11 @@ synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); S
 	@rm -rf cdk.out && mv .cdk.out.partial cdk.out
 	@echo "Synthesized cdk.out/ from $(CONFIG)$(if $(SUFFIX), with suffix $(SUFFIX))."
 
-test: setup ## Run the test suite (templates, config validation, the service)
+test: setup lint ## Lint, then run the test suite (templates, compliance, config, the service)
 	$(VENV)/bin/python -m pytest
+
+policies: synth ## Regenerate policies/cloudformation-execution-policies.json from cdk.out
+	$(VENV)/bin/python -m policies.execution_policy cdk.out --write
 
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -21,7 +21,7 @@ class LogBucket(Construct):
         construct_id: str,
         *,
         removal_policy: RemovalPolicy,
-        retention: Duration = Duration.days(365),
+        retention_days: int = 365,
     ) -> None:
         super().__init__(scope, construct_id)
         destroy = removal_policy == RemovalPolicy.DESTROY
@@ -39,7 +39,7 @@ class LogBucket(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireLogs",
-                    expiration=retention,
+                    expiration=Duration.days(retention_days),
                     noncurrent_version_expiration=Duration.days(30),
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 )

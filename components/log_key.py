@@ -49,4 +49,3 @@ def log_encryption_key(
         )
     )
     return key
-

@@ -155,9 +155,9 @@ class NetworkConfig(_Model):
 
     cidr: str = "10.0.0.0/16"
     nat_gateways: Annotated[int, Field(ge=1)] = 1
-    vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")] | None = (
-        None
-    )
+    vpc_id: (
+        Annotated[str, StringConstraints(pattern=r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")] | None
+    ) = None
 
     @field_validator("cidr")
     @classmethod
@@ -196,8 +196,7 @@ class ServiceConfig(_Model):
         if value is not None and not _CERTIFICATE_ARN.fullmatch(value):
             raise _fail(
                 "certificate_arn",
-                "expected an ACM certificate ARN, "
-                "'arn:aws:acm:REGION:ACCOUNT:certificate/UUID'",
+                "expected an ACM certificate ARN, 'arn:aws:acm:REGION:ACCOUNT:certificate/UUID'",
             )
         return value
 

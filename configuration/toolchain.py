@@ -12,5 +12,7 @@ def cdk_cli_version(package_json: Path = ROOT / "package.json") -> str:
     """The exact `aws-cdk` CLI version pinned in package.json (used by the pipeline too)."""
     version = json.loads(package_json.read_text(encoding="utf-8"))["dependencies"]["aws-cdk"]
     if not isinstance(version, str) or not version[:1].isdigit():
-        raise ValueError(f"{package_json}: dependencies.aws-cdk must be an exact version, got {version!r}")
+        raise ValueError(
+            f"{package_json}: dependencies.aws-cdk must be an exact version, got {version!r}"
+        )
     return version

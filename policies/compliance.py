@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import aws_cdk as cdk
+import cdk_nag
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import region_info
-import cdk_nag
 from constructs import IConstruct
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -36,12 +36,16 @@ class Acknowledgement(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    findings: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\S+::\S+$")]], Field(min_length=1)]
-    constructs: Annotated[list[Annotated[str, StringConstraints(pattern=r"^\S+/\S+$")]], Field(min_length=1)]
+    findings: Annotated[
+        list[Annotated[str, StringConstraints(pattern=r"^\S+::\S+$")]], Field(min_length=1)
+    ]
+    constructs: Annotated[
+        list[Annotated[str, StringConstraints(pattern=r"^\S+/\S+$")]], Field(min_length=1)
+    ]
     reason: Annotated[str, StringConstraints(min_length=60, pattern=r"^[A-Z{].*[.!?}]$")]
-    when: Literal["always", "production", "non-production", "plain-http", "https", "cross-region"] = (
-        "always"
-    )
+    when: Literal[
+        "always", "production", "non-production", "plain-http", "https", "cross-region"
+    ] = "always"
 
 
 class AcknowledgementFile(BaseModel):
@@ -91,7 +95,7 @@ def expand(
     values = {
         "account": pipeline.account,
         "region": pipeline.region,
-        "partition": region_info.RegionInfo.get(pipeline.region).partition,
+        "partition": region_info.RegionInfo.get(pipeline.region).partition or "aws",
         # CodePipeline names the source action after the repository, with '/' replaced.
         "source_action": pipeline.source.repository.replace("/", "_"),
     }
@@ -179,10 +183,7 @@ class Compliance:
     def register(self, app: cdk.App, pipeline: codepipeline.Pipeline) -> None:
         """Register the packs on the app and apply the remaining acknowledgements."""
         cdk.Validations.of(app).add_plugins(
-            *(
-                _PACKS[name](app, write_suppressions_to_cloud_formation=True)
-                for name in self.packs
-            )
+            *(_PACKS[name](app, write_suppressions_to_cloud_formation=True) for name in self.packs)
         )
         replication = {
             # The name is generated and known at synth, but reached through a token.
@@ -220,9 +221,7 @@ class Compliance:
         for pack in (*self.packs, "CloudFormation-Validate"):
             count = sum(1 for a in self.applied if a.finding.startswith(f"{pack}::"))
             if pack in self.packs or count:
-                lines.append(
-                    f"  {pack:<24} 0 unacknowledged findings, {count:>3} acknowledged"
-                )
+                lines.append(f"  {pack:<24} 0 unacknowledged findings, {count:>3} acknowledged")
         lines.append(
             f"  {len(self.applied)} acknowledgements, each on one resource with its reason in "
             "policies/acknowledgements.toml;"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Stage
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from configuration import StageConfig
@@ -64,4 +65,12 @@ class DeploymentStage(Stage):
         )
         self.network = network
         self.stacks: list[Stack] = [s for s in (network, self.service) if s is not None]
+
+        # Every IAM role in every stack of the stage carries the boundary that `make bootstrap`
+        # creates in the target account (policies/permissions-boundary.json); the execution
+        # policy only lets CloudFormation create roles that carry it.
+        boundary = iam.ManagedPolicy.from_managed_policy_name(
+            self.service, "PermissionsBoundary", f"{project}-permissions-boundary"
+        )
+        iam.PermissionsBoundary.of(self).apply(boundary)
         self.url_output: CfnOutput = self.service.url_output

@@ -69,7 +69,9 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesized
     """`synth(config_file, suffix="", context=None)`, cached per session."""
 
     @functools.cache
-    def run(config_file: Path = DEFAULT_CONFIG, suffix: str = "", context: str = "{}") -> Synthesized:
+    def run(
+        config_file: Path = DEFAULT_CONFIG, suffix: str = "", context: str = "{}"
+    ) -> Synthesized:
         outdir = tmp_path_factory.mktemp(f"cdk.out-{config_file.stem}{suffix}")
         return synthesize(config_file, outdir, suffix=suffix, context=json.loads(context))
 

@@ -14,7 +14,9 @@ CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")
 
 
 @pytest.mark.parametrize("which", ["default", "imported"])
-def test_cfn_lint_is_clean(which: str, default_synth: Synthesized, imported_synth: Synthesized) -> None:
+def test_cfn_lint_is_clean(
+    which: str, default_synth: Synthesized, imported_synth: Synthesized
+) -> None:
     outdir = (default_synth if which == "default" else imported_synth).outdir
     templates = sorted(str(path) for path in Path(outdir).rglob("*.template.json"))
     assert len(templates) >= 5
@@ -30,7 +32,9 @@ def test_cfn_lint_is_clean(which: str, default_synth: Synthesized, imported_synt
 
 def test_cfn_lint_would_catch_a_broken_template(tmp_path: Path) -> None:
     bad = tmp_path / "bad.template.json"
-    bad.write_text('{"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"Nope": 1}}}}')
+    bad.write_text(
+        '{"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"Nope": 1}}}}'
+    )
     result = subprocess.run(
         [CFN_LINT, "--", str(bad)],
         cwd=ROOT,

@@ -30,7 +30,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         info: dict[str, str] = self.server.info  # type: ignore[attr-defined]
         if path == "/healthz":
@@ -42,7 +42,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": "not found", "path": path})
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.do_GET()
 
     def _reply(self, status: HTTPStatus, body: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
-import server  # noqa: E402
+import server
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,10 @@ def _findings(outdir: Path) -> set[tuple[str, str]]:
     """(finding id as it is acknowledged, construct path) of every violation in the report."""
     report = json.loads((outdir / "validation-report.json").read_text())
     return {
-        (f"{plugin['pluginName'].replace(' ', '-')}::{violation['ruleName']}", construct["constructPath"])
+        (
+            f"{plugin['pluginName'].replace(' ', '-')}::{violation['ruleName']}",
+            construct["constructPath"],
+        )
         for plugin in report["pluginReports"]
         for violation in plugin["violations"]
         for construct in violation["violatingConstructs"]
@@ -100,7 +103,11 @@ def unacknowledged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[tu
     result = {}
     for name, config, context in [
         ("default", DEFAULT_CONFIG, {}),
-        ("imported", FIXTURES / "imported.toml", json.loads((FIXTURES / "imported.context.json").read_text())),
+        (
+            "imported",
+            FIXTURES / "imported.toml",
+            json.loads((FIXTURES / "imported.context.json").read_text()),
+        ),
     ]:
         outdir = tmp_path_factory.mktemp(f"unacknowledged-{name}")
         with pytest.raises(RuntimeError, match="ValidationFailed"):
@@ -140,7 +147,9 @@ def test_every_entry_is_used_by_some_config(
                     replication_buckets=synthesized.compliance.replication_buckets,
                 )
             )
-        assert expanded & used, f"acknowledgement #{index} ({entry.findings[0]}) is used by no config"
+        assert expanded & used, (
+            f"acknowledgement #{index} ({entry.findings[0]}) is used by no config"
+        )
 
 
 def test_acknowledgements_are_written_into_the_templates(default_synth: Synthesized) -> None:
@@ -149,7 +158,9 @@ def test_acknowledgements_are_written_into_the_templates(default_synth: Synthesi
         for logical_id, resource in json.loads(template.read_text())["Resources"].items():
             cdk_nag = resource.get("Metadata", {}).get("cdk_nag", {})
             for suppression in cdk_nag.get("rules_to_suppress", []):
-                written.add((template.name.removesuffix(".template.json"), logical_id, suppression["id"]))
+                written.add(
+                    (template.name.removesuffix(".template.json"), logical_id, suppression["id"])
+                )
     root = default_synth.stack.node.root
     for item in default_synth.compliance.applied:
         construct = _find(root, item.construct_path)
@@ -160,11 +171,14 @@ def test_acknowledgements_are_written_into_the_templates(default_synth: Synthesi
 
 
 @pytest.mark.parametrize(
-    ("reason", "problem"),  # noqa: PT006
+    ("reason", "problem"),
     [
         ("", "at least 60"),
         ("Needed.", "at least 60"),
-        ("because the pipeline needs it and there is no other way to do this at all here", "pattern"),
+        (
+            "because the pipeline needs it and there is no other way to do this at all here",
+            "pattern",
+        ),
     ],
 )
 def test_an_acknowledgement_without_a_real_reason_is_refused(

@@ -7,7 +7,10 @@ from aws_cdk.assertions import Match, Template
 
 from ..conftest import Synthesized
 
-ZONES = {"staging": ["eu-west-1a", "eu-west-1b"], "prod": ["eu-west-1a", "eu-west-1b", "eu-west-1c"]}
+ZONES = {
+    "staging": ["eu-west-1a", "eu-west-1b"],
+    "prod": ["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+}
 NATS = {"staging": 1, "prod": 3}
 CIDRS = {"staging": "10.10.0.0/16", "prod": "10.20.0.0/16"}
 
@@ -26,7 +29,10 @@ def test_vpc_spans_exactly_the_configured_zones(templates: dict[str, Template], 
     template = templates[stage]
     template.has_resource_properties("AWS::EC2::VPC", {"CidrBlock": CIDRS[stage]})
     zones = sorted(
-        {s["Properties"]["AvailabilityZone"] for s in template.find_resources("AWS::EC2::Subnet").values()}
+        {
+            s["Properties"]["AvailabilityZone"]
+            for s in template.find_resources("AWS::EC2::Subnet").values()
+        }
     )
     assert zones == ZONES[stage]
     template.resource_count_is("AWS::EC2::Subnet", 2 * len(ZONES[stage]))

@@ -80,7 +80,7 @@ def test_manual_approval_precedes_only_the_stages_that_ask(template: Template) -
 
 
 @pytest.mark.parametrize(
-    ("stage", "account", "region"),  # noqa: PT006
+    ("stage", "account", "region"),
     [("staging", "222222222222", "eu-west-1"), ("prod", "333333333333", "eu-west-1")],
 )
 def test_each_stage_deploys_into_its_own_account(
@@ -113,7 +113,9 @@ def test_cli_version_comes_from_package_json(template: Template) -> None:
         p for p in projects.values() if "cdk -a . deploy" in p["Properties"]["Source"]["BuildSpec"]
     ]
     assert self_mutation, "no self-mutation project"
-    assert f"npm install -g aws-cdk@{version}" in self_mutation[0]["Properties"]["Source"]["BuildSpec"]
+    assert (
+        f"npm install -g aws-cdk@{version}" in self_mutation[0]["Properties"]["Source"]["BuildSpec"]
+    )
 
 
 def test_synth_step_tests_then_synthesizes_the_same_config(template: Template) -> None:

@@ -50,7 +50,7 @@ def test_fargate_service_runs_privately_with_rollback(
 
 
 @pytest.mark.parametrize(
-    ("stage", "cpu", "memory", "count"),  # noqa: PT006
+    ("stage", "cpu", "memory", "count"),
     [("staging", "256", "512", 2), ("prod", "512", "1024", 3)],
 )
 def test_service_is_sized_from_the_config(
@@ -81,9 +81,9 @@ def test_container_is_the_repos_image_non_root_and_read_only(
 def test_load_balancer_is_public_logged_and_protected_by_waf(
     templates: dict[str, Template], stage: str
 ) -> None:
-    attributes = _one(templates[stage], "AWS::ElasticLoadBalancingV2::LoadBalancer")[
-        "Properties"
-    ]["LoadBalancerAttributes"]
+    attributes = _one(templates[stage], "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"][
+        "LoadBalancerAttributes"
+    ]
     values = {item["Key"]: item["Value"] for item in attributes}
     assert values["routing.http.drop_invalid_header_fields.enabled"] == "true"
     assert values["access_logs.s3.enabled"] == "true"
@@ -148,11 +148,7 @@ def test_logs_are_encrypted_with_a_key_logs_may_use(
             "EnableKeyRotation": True,
             "KeyPolicy": {
                 "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {"Principal": {"Service": "logs.eu-west-1.amazonaws.com"}}
-                        )
-                    ]
+                    [Match.object_like({"Principal": {"Service": "logs.eu-west-1.amazonaws.com"}})]
                 )
             },
         },
@@ -192,13 +188,15 @@ def test_imported_cluster_uses_its_name_and_vpc(imported_synth: Synthesized) -> 
     assert service["Cluster"] == "shared-services", "the name derived from the ARN, not the ARN"
     subnets = service["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]
     assert subnets == ["subnet-00000000000000003", "subnet-00000000000000004"], "private subnets"
-    template.has_resource_properties(
-        "AWS::EC2::SecurityGroup", {"VpcId": "vpc-0123456789abcdef0"}
-    )
+    template.has_resource_properties("AWS::EC2::SecurityGroup", {"VpcId": "vpc-0123456789abcdef0"})
 
 
 def test_created_cluster_has_container_insights(templates: dict[str, Template]) -> None:
     templates["staging"].has_resource_properties(
         "AWS::ECS::Cluster",
-        {"ClusterSettings": [{"Name": "containerInsights", "Value": Match.string_like_regexp("enabled|enhanced")}]},
+        {
+            "ClusterSettings": [
+                {"Name": "containerInsights", "Value": Match.string_like_regexp("enabled|enhanced")}
+            ]
+        },
     )
