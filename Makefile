@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock policies
+.PHONY: help setup synth test lint clean lock policies bootstrap deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,13 @@ synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); S
 test: setup lint ## Lint, then run the test suite (templates, compliance, config, the service)
 	$(VENV)/bin/python -m pytest
 
+bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
+	$(VENV)/bin/python -m ops.bootstrap $(CONFIG) $(if $(APPLY),--apply)
+
+deploy: setup ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile)
+	$(CDK) deploy --no-notices $(CDK_CONTEXT) $(if $(PROFILE),--profile $(PROFILE)) \
+	  --require-approval broadening Pipeline
+
 policies: synth ## Regenerate policies/cloudformation-execution-policies.json from cdk.out
 	$(VENV)/bin/python -m policies.execution_policy cdk.out --write
 
@@ -67,4 +74,4 @@ lock: ## Re-resolve requirements*.txt (with hashes) from requirements*.in
 	rm -rf .lock-venv
 
 clean: ## Remove build output (keeps .venv and node_modules)
-	rm -rf cdk.out .cdk.out.partial .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .cdk.out.partial build validation-report.json .pytest_cache .mypy_cache .ruff_cache

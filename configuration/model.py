@@ -62,6 +62,9 @@ AccountId = Annotated[str, AfterValidator(_account)]
 Region = Annotated[str, AfterValidator(_region)]
 # Lower-case, digits and hyphens: valid in stack names, CodePipeline stage names and resource tags.
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", max_length=20)]
+# A named AWS CLI profile with credentials for one account, used only by the operator commands
+# (make bootstrap / doctor / deploy); the pipeline never reads it.
+Profile = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+@-]{1,64}$")]
 
 _PARTITIONS = "aws|aws-cn|aws-us-gov"
 _CONNECTION_ARN = re.compile(
@@ -133,6 +136,7 @@ class PipelineConfig(_Model):
     account: AccountId
     region: Region
     source: SourceConfig
+    profile: Profile | None = None
 
     @model_validator(mode="after")
     def _connection_belongs_to_pipeline(self) -> Self:
@@ -250,6 +254,7 @@ class StageConfig(_Model):
     availability_zones: Annotated[list[str], Field(min_length=2, max_length=6)]
     production: bool = False
     approval: bool = False
+    profile: Profile | None = None
     network: NetworkConfig = NetworkConfig()
     service: ServiceConfig = ServiceConfig()
 

@@ -1,0 +1,1 @@
+"""Operator commands: run from a workstation with credentials, never by the pipeline."""

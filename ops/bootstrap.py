@@ -1,0 +1,307 @@
+"""`make bootstrap`: prepare every account of a config for the pipeline.
+
+Dry run (default) prints what it would do and the exact `cdk bootstrap` commands; `--apply`
+(`make bootstrap APPLY=1`) does it. Re-running is safe: policies are created or updated only when
+their content differs, and `cdk bootstrap` is idempotent.
+
+For each target account: the permissions boundary and the least-privilege CloudFormation execution
+policies from policies/ are created as managed policies, then each target region is bootstrapped
+trusting the pipeline account for deployments, with those execution policies. Only non-production
+targets trust the pipeline account for lookups. The pipeline account is bootstrapped in its own
+region and in every other region a stage uses (CodePipeline keeps a replication bucket there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from aws_cdk import region_info
+
+from configuration import ConfigError, DeploymentConfig, load_config
+from configuration.toolchain import ROOT
+from policies.execution_policy import (
+    PERMISSIONS_BOUNDARY,
+    load_policies,
+    render,
+)
+
+BUILD_DIR = ROOT / "build" / "bootstrap"
+MAX_POLICY_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
+
+
+@dataclass(frozen=True)
+class ManagedPolicy:
+    account: str
+    name: str
+    description: str
+    document: dict[str, Any]
+    partition: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:{self.partition}:iam::{self.account}:policy/{self.name}"
+
+
+@dataclass(frozen=True)
+class Account:
+    """One AWS account of the config, with the credentials the operator uses for it."""
+
+    account: str
+    profile: str | None
+    role: str  # "pipeline" or "target"
+    policies: tuple[ManagedPolicy, ...] = ()
+
+
+@dataclass
+class Plan:
+    accounts: list[Account] = field(default_factory=list)
+    commands: list[tuple[str, list[str]]] = field(default_factory=list)  # (account, argv)
+
+
+def partition_of(region: str) -> str:
+    return region_info.RegionInfo.get(region).partition or "aws"
+
+
+def plan(config: DeploymentConfig) -> Plan:
+    """Everything `bootstrap` does for `config`, in order."""
+    pipeline = config.pipeline
+    project = pipeline.project
+    result = Plan()
+
+    targets: dict[str, list[tuple[str, bool, str | None]]] = {}
+    for stage in config.stages:
+        targets.setdefault(stage.account, []).append(
+            (stage.region, stage.production, stage.profile)
+        )
+
+    for account, environments in targets.items():
+        partition = partition_of(environments[0][0])
+        policies = _target_policies(account, project, partition)
+        profile = next((p for _, _, p in environments if p), None)
+        result.accounts.append(Account(account, profile, "target", policies))
+        execution = ",".join(p.arn for p in policies if p.name != f"{project}-permissions-boundary")
+        seen_regions: set[str] = set()
+        for region, _production, _profile in environments:
+            if region in seen_regions:
+                continue
+            seen_regions.add(region)
+            # Production is trusted for deployments only; lookups are for non-production targets
+            # (the pipeline synthesizes offline and never needs them).
+            lookup = any(not prod for r, prod, _ in environments if r == region)
+            argv = [
+                "cdk",
+                "bootstrap",
+                f"aws://{account}/{region}",
+                "--trust",
+                pipeline.account,
+                *(["--trust-for-lookup", pipeline.account] if lookup else []),
+                "--cloudformation-execution-policies",
+                execution,
+                "--termination-protection",
+                *(["--profile", profile] if profile else []),
+            ]
+            result.commands.append((account, argv))
+
+    pipeline_regions = [
+        pipeline.region,
+        *sorted({s.region for s in config.stages} - {pipeline.region}),
+    ]
+    if pipeline.account not in targets:
+        result.accounts.insert(0, Account(pipeline.account, pipeline.profile, "pipeline"))
+    pipeline_commands = [
+        (
+            pipeline.account,
+            [
+                "cdk",
+                "bootstrap",
+                f"aws://{pipeline.account}/{region}",
+                "--termination-protection",
+                *(["--profile", pipeline.profile] if pipeline.profile else []),
+            ],
+        )
+        for region in pipeline_regions
+    ]
+    result.commands = pipeline_commands + result.commands
+    return result
+
+
+def _target_policies(account: str, project: str, partition: str) -> tuple[ManagedPolicy, ...]:
+    boundary = json.loads(PERMISSIONS_BOUNDARY.read_text())
+    values = {"partition": partition, "account": account, "project": project}
+    policies = [
+        ManagedPolicy(
+            account,
+            boundary["name"].replace("{project}", project),
+            "Permissions boundary of every role the stage stacks create",
+            render(boundary["document"], **values),
+            partition,
+        )
+    ]
+    for policy in load_policies():
+        policies.append(
+            ManagedPolicy(
+                account,
+                policy["name"].replace("{project}", project),
+                "CloudFormation execution policy for the stages (least privilege)",
+                render(policy["document"], **values),
+                partition,
+            )
+        )
+    return tuple(policies)
+
+
+def describe(result: Plan, policy_dir: Path) -> str:
+    lines = ["# Bootstrap plan (dry run; `make bootstrap APPLY=1` carries it out)", ""]
+    for account in result.accounts:
+        via = (
+            f" with profile {account.profile}"
+            if account.profile
+            else " with the default credentials"
+        )
+        lines.append(f"# Account {account.account} ({account.role}){via}")
+        for policy in account.policies:
+            path = policy_dir / account.account / f"{policy.name}.json"
+            lines.append(f"#   create or update managed policy {policy.arn}")
+            lines.append(f"#     from {_display(path)}")
+    lines.append("")
+    for _, argv in result.commands:
+        lines.append(" ".join(argv))
+    return "\n".join(lines)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def write_policy_files(result: Plan, policy_dir: Path) -> None:
+    for account in result.accounts:
+        for policy in account.policies:
+            path = policy_dir / account.account / f"{policy.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(policy.document, indent=2) + "\n")
+
+
+class Session(Protocol):
+    def client(self, service_name: str, /) -> Any: ...
+
+
+class BootstrapError(Exception):
+    """A step failed; str() tells the operator what to do."""
+
+
+def ensure_policy(iam: Any, policy: ManagedPolicy) -> str:
+    """Create the managed policy, or make its default version equal `policy.document`.
+
+    Returns "created", "updated" or "unchanged".
+    """
+    try:
+        current = iam.get_policy(PolicyArn=policy.arn)["Policy"]
+    except iam.exceptions.NoSuchEntityException:
+        iam.create_policy(
+            PolicyName=policy.name,
+            PolicyDocument=json.dumps(policy.document),
+            Description=policy.description,
+        )
+        return "created"
+    default = iam.get_policy_version(PolicyArn=policy.arn, VersionId=current["DefaultVersionId"])
+    document = default["PolicyVersion"]["Document"]
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document))
+    if document == policy.document:
+        return "unchanged"
+    versions = iam.list_policy_versions(PolicyArn=policy.arn)["Versions"]
+    if len(versions) >= MAX_POLICY_VERSIONS:
+        oldest = min(
+            (v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"]
+        )
+        iam.delete_policy_version(PolicyArn=policy.arn, VersionId=oldest["VersionId"])
+    iam.create_policy_version(
+        PolicyArn=policy.arn, PolicyDocument=json.dumps(policy.document), SetAsDefault=True
+    )
+    return "updated"
+
+
+def check_account(session: Session, account: Account) -> None:
+    actual = session.client("sts").get_caller_identity()["Account"]
+    if actual != account.account:
+        how = (
+            f"profile {account.profile}"
+            if account.profile
+            else "the default credentials (set `profile` for this account in the config)"
+        )
+        raise BootstrapError(
+            f"{how} belong to account {actual}, not to {account.account}; use credentials of "
+            f"account {account.account} for it."
+        )
+
+
+def apply(
+    result: Plan,
+    session_for: Callable[[str | None], Session],
+    run: Callable[[Sequence[str]], int],
+    out: Callable[[str], None] = print,
+) -> None:
+    """Carry out the plan: policies through boto3, then the `cdk bootstrap` commands."""
+    for account in result.accounts:
+        session = session_for(account.profile)
+        check_account(session, account)
+        iam = session.client("iam")
+        for policy in account.policies:
+            out(f"{account.account}: {policy.name}: {ensure_policy(iam, policy)}")
+    for _account, argv in result.commands:
+        out("$ " + " ".join(argv))
+        code = run(argv)
+        if code != 0:
+            raise BootstrapError(
+                f"`{' '.join(argv)}` exited with {code}; fix the cause shown above and run "
+                "`make bootstrap APPLY=1` again (completed steps are skipped)."
+            )
+
+
+def _boto_session(profile: str | None) -> Session:
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.Session(profile_name=profile)  # type: ignore[no-any-return]
+
+
+def _run(argv: Sequence[str]) -> int:
+    # The argv is built by plan() from validated config values, never from free text.
+    return subprocess.run(list(argv), check=False).returncode  # noqa: S603
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Bootstrap the accounts of a deployment config.")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--apply", action="store_true", help="carry out the plan")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        result = plan(config)
+        write_policy_files(result, BUILD_DIR)
+        print(describe(result, BUILD_DIR))
+        if args.apply:
+            print()
+            apply(result, _boto_session, _run)
+    except (ConfigError, BootstrapError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # credentials and API errors, told plainly
+        print(f"error: bootstrap failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""`make bootstrap`: the plan for a config, and idempotent policy management against moto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from configuration import load_config
+from ops.bootstrap import (
+    MAX_POLICY_VERSIONS,
+    Account,
+    BootstrapError,
+    ManagedPolicy,
+    Plan,
+    apply,
+    check_account,
+    ensure_policy,
+    main,
+    plan,
+)
+
+from ..conftest import DEFAULT_CONFIG, FIXTURES
+
+MOTO_ACCOUNT = "123456789012"
+
+
+def test_default_plan_prints_exact_bootstrap_commands() -> None:
+    result = plan(load_config(DEFAULT_CONFIG))
+    commands = [" ".join(argv) for _, argv in result.commands]
+    execution = lambda account: (  # noqa: E731
+        f"arn:aws:iam::{account}:policy/webapp-cfn-execution-1,"
+        f"arn:aws:iam::{account}:policy/webapp-cfn-execution-2"
+    )
+    assert commands == [
+        "cdk bootstrap aws://111111111111/eu-west-1 --termination-protection",
+        "cdk bootstrap aws://222222222222/eu-west-1 --trust 111111111111 "
+        "--trust-for-lookup 111111111111 "
+        f"--cloudformation-execution-policies {execution('222222222222')} --termination-protection",
+        "cdk bootstrap aws://333333333333/eu-west-1 --trust 111111111111 "
+        f"--cloudformation-execution-policies {execution('333333333333')} --termination-protection",
+    ]
+    assert "AdministratorAccess" not in " ".join(commands[1:])
+
+
+def test_targets_get_the_boundary_and_execution_policies() -> None:
+    result = plan(load_config(DEFAULT_CONFIG))
+    targets = [a for a in result.accounts if a.role == "target"]
+    assert [a.account for a in targets] == ["222222222222", "333333333333"]
+    for account in targets:
+        names = [p.name for p in account.policies]
+        assert names == [
+            "webapp-permissions-boundary",
+            "webapp-cfn-execution-1",
+            "webapp-cfn-execution-2",
+        ]
+        text = json.dumps([p.document for p in account.policies])
+        assert "{" + "account}" not in text and account.account in text
+
+
+def test_pipeline_account_is_bootstrapped_in_every_stage_region() -> None:
+    result = plan(load_config(FIXTURES / "imported.toml"))
+    pipeline = [argv[2] for account, argv in result.commands if account == "111111111111"]
+    assert pipeline == ["aws://111111111111/us-east-1", "aws://111111111111/us-west-2"]
+
+
+def test_dry_run_prints_and_calls_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(DEFAULT_CONFIG)]) == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out
+    assert "cdk bootstrap aws://333333333333/eu-west-1 --trust 111111111111" in out
+
+
+def test_bad_config_is_refused_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config/nope.toml"]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+@pytest.fixture
+def aws() -> Iterator[Any]:
+    with mock_aws():
+        yield boto3.Session(region_name="us-east-1")
+
+
+def _policy(document_sid: str = "One") -> ManagedPolicy:
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": document_sid, "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
+        ],
+    }
+    return ManagedPolicy(MOTO_ACCOUNT, "webapp-cfn-execution-1", "test", document, "aws")
+
+
+def test_policy_is_created_then_left_alone_then_updated(aws: Any) -> None:
+    iam = aws.client("iam")
+    assert ensure_policy(iam, _policy()) == "created"
+    assert ensure_policy(iam, _policy()) == "unchanged"
+    assert ensure_policy(iam, _policy("Two")) == "updated"
+    arn = _policy().arn
+    default = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=default)["PolicyVersion"]["Document"]
+    assert document["Statement"][0]["Sid"] == "Two"
+
+
+def test_oldest_version_is_removed_at_the_iam_limit(aws: Any) -> None:
+    iam = aws.client("iam")
+    for index in range(MAX_POLICY_VERSIONS + 2):
+        ensure_policy(iam, _policy(f"V{index}"))
+    versions = iam.list_policy_versions(PolicyArn=_policy().arn)["Versions"]
+    assert len(versions) == MAX_POLICY_VERSIONS
+
+
+def test_credentials_of_the_wrong_account_are_refused(aws: Any) -> None:
+    with pytest.raises(
+        BootstrapError, match=f"belong to account {MOTO_ACCOUNT}, not to 222222222222"
+    ):
+        check_account(aws, Account("222222222222", None, "target"))
+
+
+def test_apply_creates_policies_then_runs_commands_and_stops_at_a_failure(aws: Any) -> None:
+    result = Plan(
+        accounts=[Account(MOTO_ACCOUNT, None, "target", (_policy(),))],
+        commands=[
+            (MOTO_ACCOUNT, ["cdk", "bootstrap", "one"]),
+            (MOTO_ACCOUNT, ["cdk", "bootstrap", "two"]),
+            (MOTO_ACCOUNT, ["cdk", "bootstrap", "three"]),
+        ],
+    )
+    ran: list[str] = []
+
+    def run(argv: Sequence[str]) -> int:
+        ran.append(argv[-1])
+        return 1 if argv[-1] == "two" else 0
+
+    lines: list[str] = []
+    with pytest.raises(BootstrapError, match="exited with 1"):
+        apply(result, lambda profile: aws, run, lines.append)
+    assert ran == ["one", "two"]
+    assert lines[0] == f"{MOTO_ACCOUNT}: webapp-cfn-execution-1: created"
+    # Re-running is safe: the policy is left as it is.
+    lines.clear()
+    with pytest.raises(BootstrapError):
+        apply(result, lambda profile: aws, run, lines.append)
+    assert lines[0].endswith(": unchanged")
