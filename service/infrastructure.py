@@ -120,9 +120,24 @@ class WebService(Construct):
             self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
         self.listener = listener
 
+        # Tasks talk HTTPS only: to ECR, CloudWatch Logs and AWS APIs through the NAT gateways.
+        # DNS and time reach the VPC's resolver and time service, which security groups do not
+        # filter. Inbound traffic comes only from the load balancer (added by add_targets).
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "TaskSecurityGroup",
+            vpc=vpc,
+            description=f"{service_name} tasks: HTTPS out, load balancer in",
+            allow_all_outbound=False,
+        )
+        self.security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and the image registry"
+        )
+
         self.service = ecs.FargateService(
             self,
             "Service",
+            security_groups=[self.security_group],
             cluster=cluster,
             task_definition=task_definition,
             desired_count=service.desired_count,
