@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock policies bootstrap deploy
+.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); S
 
 test: setup lint ## Lint, then run the test suite (templates, compliance, config, the service)
 	$(VENV)/bin/python -m pytest
+
+scan: synth ## Trivy with the pinned, verified binary: secrets, Dockerfile, templates (offline parts)
+	$(VENV)/bin/python -m ops.scan
+
+scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan step: everything, including the image
+	$(VENV)/bin/python -m ops.scan --image --cdk-out cdk.out --reports scan-reports
 
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
 	$(VENV)/bin/python -m ops.bootstrap $(CONFIG) $(if $(APPLY),--apply)

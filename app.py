@@ -16,7 +16,7 @@ import aws_cdk as cdk
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT, cdk_cli_version
-from policies.compliance import Acknowledgement, Compliance, failed_plugins
+from policies.compliance import Acknowledgement, Compliance, describe_failures, failed_plugins
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -52,6 +52,7 @@ def main() -> int:
     outdir = Path(assembly.directory)
     failed = failed_plugins(outdir)
     if failed:
+        print(describe_failures(outdir) + "\n", file=sys.stderr)
         print(failure.format(plugins=", ".join(failed)), file=sys.stderr)
         return 1
     compliance.write_report(outdir)
@@ -71,7 +72,7 @@ def build(
 
     The tests call this too, so they check exactly what `cdk synth` produces.
     """
-    compliance = Compliance(config, acknowledgements)
+    compliance = Compliance(config, acknowledgements, suffix=suffix)
     stack = PipelineStack(
         app,
         "Pipeline",

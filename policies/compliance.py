@@ -84,6 +84,7 @@ def expand(
     acknowledgements: list[Acknowledgement],
     config: DeploymentConfig,
     *,
+    suffix: str = "",
     replication_buckets: dict[str, str] | None = None,
 ) -> list[AppliedAcknowledgement]:
     """Every (finding, construct path, reason) the entries stand for under `config`.
@@ -165,8 +166,11 @@ class Compliance:
         self,
         config: DeploymentConfig,
         acknowledgements: list[Acknowledgement] | None = None,
+        *,
+        suffix: str = "",
     ) -> None:
         self.config = config
+        self.suffix = suffix
         self.packs = config.compliance.packs
         self._entries = load_acknowledgements() if acknowledgements is None else acknowledgements
         self.applied: list[AppliedAcknowledgement] = []
@@ -177,7 +181,7 @@ class Compliance:
         """Apply the acknowledgements that fall inside `stage`."""
         cdk.Aspects.of(stage).add(cdk_nag.WriteNagSuppressionsToCloudFormationAspect())
         prefix = f"{stage.node.path}/"
-        items = expand(self._entries, self.config)
+        items = expand(self._entries, self.config, suffix=self.suffix)
         self._apply(stage.node.root, [i for i in items if i.construct_path.startswith(prefix)])
 
     def register(self, app: cdk.App, pipeline: codepipeline.Pipeline) -> None:
@@ -191,7 +195,10 @@ class Compliance:
             for region, support in pipeline.cross_region_support.items()
         }
         self.replication_buckets = replication
-        self._apply(app, expand(self._entries, self.config, replication_buckets=replication))
+        self._apply(
+            app,
+            expand(self._entries, self.config, suffix=self.suffix, replication_buckets=replication),
+        )
 
     def _apply(self, root: IConstruct, items: list[AppliedAcknowledgement]) -> None:
         for item in items:
@@ -241,6 +248,26 @@ class Compliance:
         }
         report.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
         return report
+
+
+def describe_failures(outdir: Path) -> str:
+    """The failed findings of `outdir`'s validation report, one block each."""
+    report = outdir / "validation-report.json"
+    if not report.exists():
+        return ""
+    blocks: list[str] = []
+    for plugin in json.loads(report.read_text(encoding="utf-8")).get("pluginReports", []):
+        if plugin.get("conclusion") == "success":
+            continue
+        name = str(plugin["pluginName"]).replace(" ", "-")
+        for violation in plugin.get("violations", []):
+            for construct in violation.get("violatingConstructs", []):
+                blocks.append(
+                    f"{violation.get('severity', 'error').upper()} {violation['description']}\n"
+                    f"   {construct['constructPath']}\n"
+                    f"   Acknowledge with '{name}::{violation['ruleName']}'"
+                )
+    return "\n\n".join(blocks)
 
 
 def failed_plugins(outdir: Path) -> list[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_cdk import RemovalPolicy, SecretValue, Stack, Stage, pipelines
+from aws_cdk import Duration, RemovalPolicy, SecretValue, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as codepipeline_actions
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -46,6 +47,8 @@ class PipelineStack(Stack):
         source_config = config.pipeline.source
         source = _source(source_config)
 
+        self.access_logs = LogBucket(self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN)
+
         synth_context = f"CONFIG={config_path}" + (f" SUFFIX={suffix[1:]}" if suffix else "")
         synth = pipelines.CodeBuildStep(
             "Synth",
@@ -57,6 +60,7 @@ class PipelineStack(Stack):
                 {"phases": {"install": {"runtime-versions": {"python": "3.11", "nodejs": "20"}}}}
             ),
         )
+        self.scan = _security_scan(self, source, synth, self.access_logs)
 
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -76,6 +80,9 @@ class PipelineStack(Stack):
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),
             ),
         )
+
+        # The security scan gates every deployment: its own pipeline stage, before the first.
+        self.pipeline.add_wave("SecurityScan", pre=[self.scan])
 
         self.stages: list[DeploymentStage] = []
         for stage_config in config.stages:
@@ -98,7 +105,6 @@ class PipelineStack(Stack):
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
         # that the trigger below and the compliance checks can see every construct.
         self.pipeline.build_pipeline()
-        self.access_logs = LogBucket(self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN)
         _harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket, self.access_logs)
         # Stages in other regions get a replication bucket in a support stack per region.
         for support in self.pipeline.pipeline.cross_region_support.values():
@@ -122,6 +128,67 @@ def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
         source.branch,
         authentication=SecretValue.secrets_manager(source.github_token_secret),
         trigger=codepipeline_actions.GitHubTrigger.WEBHOOK,
+    )
+
+
+TRIVY_CACHE = "/root/.cache/trivy"
+
+
+def _security_scan(
+    scope: Construct,
+    source: pipelines.CodePipelineSource,
+    synth: pipelines.CodeBuildStep,
+    access_logs: LogBucket,
+) -> pipelines.CodeBuildStep:
+    """Trivy on the commit being released: secrets in the source, the Dockerfile, the synthesized
+    templates, and the image built from the exact asset directory the pipeline publishes (with a
+    CycloneDX SBOM). Runs `make scan-pipeline`, the same script as `make scan`. Its role reads the
+    pipeline's artifacts and its cache bucket; nothing else.
+    """
+    key = kms.Key(
+        scope,
+        "ScanCacheKey",
+        description="Encrypts the security scan's vulnerability database cache",
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    cache_bucket = s3.Bucket(
+        scope,
+        "ScanCache",
+        encryption=s3.BucketEncryption.KMS,
+        encryption_key=key,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=True,
+        server_access_logs_bucket=access_logs.bucket,
+        server_access_logs_prefix="scan-cache/",
+        removal_policy=RemovalPolicy.DESTROY,
+        auto_delete_objects=True,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="ExpireOldCache",
+                expiration=Duration.days(30),
+                noncurrent_version_expiration=Duration.days(1),
+            )
+        ],
+    )
+    return pipelines.CodeBuildStep(
+        "SecurityScan",
+        input=source,
+        additional_inputs={"cdk.out": synth},
+        install_commands=["make --version", "python3 --version"],
+        commands=["make scan-pipeline"],
+        primary_output_directory="scan-reports",
+        build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE, privileged=True),
+        cache=codebuild.Cache.bucket(cache_bucket, prefix="trivy"),
+        env={"TRIVY_CACHE_DIR": TRIVY_CACHE},
+        partial_build_spec=codebuild.BuildSpec.from_object(
+            {
+                "phases": {"install": {"runtime-versions": {"python": "3.11"}}},
+                "cache": {"paths": [f"{TRIVY_CACHE}/**/*"]},
+            }
+        ),
     )
 
 

@@ -183,3 +183,64 @@ def test_github_token_source_uses_the_secret_and_a_webhook(imported_synth: Synth
         source["Configuration"]["OAuthToken"]
     )
     assert "Triggers" not in props
+
+
+def _actions(template: Template, stage: str) -> list[dict[str, Any]]:
+    stages = {s["Name"]: s for s in _pipeline(template)["Stages"]}
+    return list(stages[stage]["Actions"])
+
+
+def test_security_scan_gates_the_first_deployment(template: Template) -> None:
+    names = _stage_names(_pipeline(template))
+    assert names.index("Assets") < names.index("SecurityScan") < names.index("staging")
+    [scan] = _actions(template, "SecurityScan")
+    assert scan["ActionTypeId"]["Provider"] == "CodeBuild"
+    assert [a["Name"] for a in scan["InputArtifacts"]] == [
+        "example_org_webapp_delivery_Source",
+        "Synth_Output",
+    ]
+    assert [a["Name"] for a in scan["OutputArtifacts"]] == ["SecurityScan_Output"]
+
+
+def _scan_project(template: Template) -> dict[str, Any]:
+    for project in template.find_resources("AWS::CodeBuild::Project").values():
+        if "make scan-pipeline" in project["Properties"]["Source"]["BuildSpec"]:
+            return project
+    raise AssertionError("no security scan project")
+
+
+def test_security_scan_runs_the_shared_script_keeps_reports_and_caches_the_database(
+    template: Template,
+) -> None:
+    project = _scan_project(template)
+    spec = json.loads(project["Properties"]["Source"]["BuildSpec"])
+    assert spec["phases"]["build"]["commands"] == ["make scan-pipeline"]
+    assert spec["artifacts"]["base-directory"] == "scan-reports"
+    assert spec["cache"]["paths"] == ["/root/.cache/trivy/**/*"]
+    assert project["Properties"]["Environment"]["PrivilegedMode"] is True
+    assert project["Properties"]["Cache"]["Type"] == "S3"
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("scan-pipeline:", 1)[1].split("\n\n", 1)[0]
+    # The recipe verifies the pinned binary (ops.scan) and builds and scans the image with an SBOM.
+    assert "-m ops.scan --image" in recipe and "--reports scan-reports" in recipe
+
+
+def test_security_scan_role_reads_what_it_scans_and_nothing_else(template: Template) -> None:
+    project = _scan_project(template)
+    role_id = project["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+    policies = [
+        p
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    actions = {
+        action
+        for policy in policies
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+    }
+    services = {action.split(":")[0] for action in actions}
+    assert services <= {"s3", "kms", "logs", "codebuild"}, services
+    assert not any(a.startswith(("sts:", "iam:", "cloudformation:", "ecr:")) for a in actions)
