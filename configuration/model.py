@@ -172,10 +172,10 @@ class NetworkConfig(_Model):
             raise _fail(
                 "cidr", "expected an IPv4 network in CIDR notation such as '10.0.0.0/16'"
             ) from None
-        if not 16 <= network.prefixlen <= 24 or not network.is_private:
+        if not 16 <= network.prefixlen <= 20 or not network.is_private:
             raise _fail(
                 "cidr",
-                "expected a private (RFC 1918) IPv4 network between /16 and /24, "
+                "expected a private (RFC 1918) IPv4 network between /16 and /20, "
                 "large enough for a public and a private subnet in every availability zone",
             )
         return value
@@ -276,6 +276,18 @@ class StageConfig(_Model):
                 field="availability_zones",
                 value=self.availability_zones,
             )
+        if self.network.vpc_id is None:
+            # Each zone gets a /24 public and a /22 private subnet, allocated in that order.
+            needed = 20 if len(self.availability_zones) <= 3 else 19
+            prefix = int(self.network.cidr.split("/")[1])
+            if prefix > needed:
+                raise _fail(
+                    "cidr",
+                    f"a /{prefix} network cannot hold a /24 public and a /22 private subnet in "
+                    f"each of {len(self.availability_zones)} zones: expected /{needed} or larger",
+                    field="network.cidr",
+                    value=self.network.cidr,
+                )
         if self.network.vpc_id is None and self.network.nat_gateways > len(self.availability_zones):
             raise _fail(
                 "nat_gateways",

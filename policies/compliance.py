@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def expand(
     *,
     suffix: str = "",
     replication_buckets: dict[str, str] | None = None,
+    root: IConstruct | None = None,
 ) -> list[AppliedAcknowledgement]:
     """Every (finding, construct path, reason) the entries stand for under `config`.
 
@@ -113,9 +115,8 @@ def expand(
                     pack = finding.split("::", 1)[0]
                     if pack in _PACKS and pack not in config.compliance.packs:
                         continue  # a rule of a pack this config does not enable
-                    applied.append(
-                        AppliedAcknowledgement(finding.format(**scope_values), path, reason)
-                    )
+                    finding_id = _logical_ids(finding.format(**scope_values), root)
+                    applied.append(AppliedAcknowledgement(finding_id, path, reason))
     return applied
 
 
@@ -140,6 +141,24 @@ def _paths(
                 yield template.format(**scope), scope, stage
     else:
         yield template.format(**values), values, None
+
+
+_LOGICAL_ID = re.compile(r"<@([^>]+)>")
+
+
+def _logical_ids(finding: str, root: IConstruct | None) -> str:
+    """Replace `<@construct/path>` by `<LogicalId>` of that construct's resource, as cdk-nag
+    prints references; ids that hash a stage name cannot be written down in advance."""
+
+    def logical_id(match: re.Match[str]) -> str:
+        construct = _find(root, match[1]) if root is not None else None
+        if construct is None:
+            return match[0]
+        resource = construct.node.default_child or construct
+        stack = cdk.Stack.of(resource)
+        return f"<{stack.resolve(stack.get_logical_id(resource))}>"  # type: ignore[arg-type]
+
+    return _LOGICAL_ID.sub(logical_id, finding)
 
 
 def _selected(stage: StageConfig, when: str) -> bool:
@@ -181,7 +200,7 @@ class Compliance:
         """Apply the acknowledgements that fall inside `stage`."""
         cdk.Aspects.of(stage).add(cdk_nag.WriteNagSuppressionsToCloudFormationAspect())
         prefix = f"{stage.node.path}/"
-        items = expand(self._entries, self.config, suffix=self.suffix)
+        items = expand(self._entries, self.config, suffix=self.suffix, root=stage.node.root)
         self._apply(stage.node.root, [i for i in items if i.construct_path.startswith(prefix)])
 
     def register(self, app: cdk.App, pipeline: codepipeline.Pipeline) -> None:
@@ -197,7 +216,13 @@ class Compliance:
         self.replication_buckets = replication
         self._apply(
             app,
-            expand(self._entries, self.config, suffix=self.suffix, replication_buckets=replication),
+            expand(
+                self._entries,
+                self.config,
+                suffix=self.suffix,
+                replication_buckets=replication,
+                root=app,
+            ),
         )
 
     def _apply(self, root: IConstruct, items: list[AppliedAcknowledgement]) -> None:

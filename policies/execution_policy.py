@@ -51,7 +51,21 @@ PASSED_TO_SERVICES = frozenset(
     }
 )
 # IAM actions are written with resource and boundary conditions (see _iam_statements).
-IAM_WITH_BOUNDARY = frozenset({"iam:CreateRole", "iam:PutRolePermissionsBoundary"})
+# Every change to a role's permissions needs the boundary on that role, so a pre-existing role that
+# happens to match the name prefix but has no boundary cannot be given more rights. (These are the
+# role actions that support the iam:PermissionsBoundary condition key.)
+IAM_WITH_BOUNDARY = frozenset(
+    {
+        "iam:AttachRolePolicy",
+        "iam:CreateRole",
+        "iam:DeleteRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+        "iam:PutRolePolicy",
+    }
+)
+# S3 actions that do not act on one bucket, so cannot be scoped to the project's buckets.
+S3_ACCOUNT_LEVEL = frozenset({"s3:ListAllMyBuckets", "s3:GetAccountPublicAccessBlock"})
 
 
 @cache
@@ -148,6 +162,29 @@ def generate(resource_types: Iterable[str]) -> dict[str, Any]:
                     "Resource": "arn:{partition}:ssm:*:{account}:parameter/cdk-bootstrap/*",
                 }
             )
+        elif service == "s3":
+            # CloudFormation names the stages' buckets after their stacks: <project>-<stage>-...
+            scoped = sorted(actions - S3_ACCOUNT_LEVEL)
+            statements.append(
+                {
+                    "Sid": "S3ProjectBuckets",
+                    "Effect": "Allow",
+                    "Action": scoped,
+                    "Resource": [
+                        "arn:{partition}:s3:::{project}-*",
+                        "arn:{partition}:s3:::{project}-*/*",
+                    ],
+                }
+            )
+            if actions & S3_ACCOUNT_LEVEL:
+                statements.append(
+                    {
+                        "Sid": "S3AccountLevel",
+                        "Effect": "Allow",
+                        "Action": sorted(actions & S3_ACCOUNT_LEVEL),
+                        "Resource": "*",
+                    }
+                )
         elif service == "lambda":
             statements.append(
                 {
@@ -207,7 +244,7 @@ def _iam_statements(actions: set[str]) -> list[dict[str, Any]]:
     if with_boundary:
         statements.append(
             {
-                "Sid": "CreateProjectRolesOnlyWithTheBoundary",
+                "Sid": "ChangeProjectRolesOnlyWithTheBoundary",
                 "Effect": "Allow",
                 "Action": with_boundary,
                 "Resource": roles,

@@ -9,6 +9,7 @@ from aws_cdk import Duration, RemovalPolicy, SecretValue, Stack, Stage, pipeline
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as codepipeline_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -99,7 +100,10 @@ class PipelineStack(Stack):
             pre: list[pipelines.Step] = []
             if stage_config.approval:
                 pre.append(pipelines.ManualApprovalStep(f"Approve-{stage_config.name}"))
-            self.pipeline.add_stage(stage, pre=pre)
+            post: list[pipelines.Step] = []
+            if stage_config.production:
+                post.append(_protect_stacks(stage))
+            self.pipeline.add_stage(stage, pre=pre, post=post)
             self.stages.append(stage)
 
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
@@ -111,6 +115,7 @@ class PipelineStack(Stack):
             _harden_artifact_bucket(support.replication_bucket, None)
         if source_config.connection_arn is not None:
             _trigger_on_push(self.pipeline.pipeline, source_config.branch)
+            _allow_connection_use(self.pipeline.pipeline, source_config.connection_arn)
 
 
 def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
@@ -226,8 +231,51 @@ def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket | None) -
     )
 
 
+def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep:
+    """Turn on termination protection for a production stage's stacks.
+
+    CodePipeline's CloudFormation action ignores a stack's termination protection setting
+    (aws/aws-cdk#17871), so the pipeline sets it after deploying, through the stage account's CDK
+    deploy role (bootstrapped with --trust, and allowed cloudformation:UpdateTerminationProtection).
+    """
+    account, region = stage.account, stage.region
+    deploy_role = f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-{region}"
+    commands = [
+        f"aws configure set profile.target.role_arn {deploy_role}",
+        "aws configure set profile.target.credential_source EcsContainer",
+    ] + [
+        "aws cloudformation update-termination-protection --enable-termination-protection "
+        f"--profile target --region {region} --stack-name {stack.stack_name}"
+        for stack in stage.stacks
+    ]
+    return pipelines.CodeBuildStep(
+        "ProtectStacks",
+        commands=commands,
+        role_policy_statements=[
+            iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[deploy_role])
+        ],
+    )
+
+
+def _allow_connection_use(pipeline: codepipeline.Pipeline, connection_arn: str) -> None:
+    """CDK grants `codestar-connections:UseConnection`; connections created since the service was
+    renamed have `arn:...:codeconnections:` ARNs, whose action prefix must match. Grant both."""
+    source = pipeline.stages[0]
+    action_name = source.actions[0].action_properties.action_name
+    role = pipeline.node.find_child(source.stage_name).node.find_child(action_name)
+    role = role.node.find_child("CodePipelineActionRole")
+    assert isinstance(role, iam.Role)
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=["codeconnections:UseConnection", "codestar-connections:UseConnection"],
+            resources=[connection_arn],
+        )
+    )
+
+
 def _trigger_on_push(pipeline: codepipeline.Pipeline, branch: str) -> None:
-    """A V2 trigger: run only on pushes to `branch` (not on every push to any branch)."""
+    """A V2 push trigger filtered on `branch`: the pipeline's own record of what starts it (the
+    source action watches the same branch), visible and editable as pipeline configuration."""
     source_action = pipeline.stages[0].actions[0]
     pipeline.add_trigger(
         provider_type=codepipeline.ProviderType.CODE_STAR_SOURCE_CONNECTION,

@@ -160,9 +160,16 @@ BAD_VALUES = [
     (
         "cidr too small",
         'cidr = "10.10.0.0/16"',
-        'cidr = "10.10.0.0/26"',
+        'cidr = "10.10.0.0/21"',
         "stages[0].network.cidr",
-        "between /16 and /24",
+        "between /16 and /20",
+    ),
+    (
+        "cidr too small for four zones",
+        ('"eu-west-1a", "eu-west-1b", "eu-west-1c"]', 'cidr = "10.20.0.0/16"'),
+        ('"eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1d"]', 'cidr = "10.20.0.0/20"'),
+        "stages[1].network.cidr",
+        "expected /19 or larger",
     ),
     (
         "cidr not a network",

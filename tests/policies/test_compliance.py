@@ -145,6 +145,7 @@ def test_every_entry_is_used_by_some_config(
                     [entry],
                     synthesized.config,
                     replication_buckets=synthesized.compliance.replication_buckets,
+                    root=synthesized.stack.node.root,
                 )
             )
         assert expanded & used, (

@@ -244,3 +244,59 @@ def test_security_scan_role_reads_what_it_scans_and_nothing_else(template: Templ
     services = {action.split(":")[0] for action in actions}
     assert services <= {"s3", "kms", "logs", "codebuild"}, services
     assert not any(a.startswith(("sts:", "iam:", "cloudformation:", "ecr:")) for a in actions)
+
+
+def test_production_stacks_get_termination_protection_after_deploy(template: Template) -> None:
+    # CodePipeline's CloudFormation action ignores termination protection (aws/aws-cdk#17871).
+    prod = _actions(template, "prod")
+    protect = [a for a in prod if a["Name"] == "ProtectStacks"]
+    assert len(protect) == 1
+    last_deploy = max(a["RunOrder"] for a in prod if a["ActionTypeId"]["Category"] == "Deploy")
+    assert protect[0]["RunOrder"] > last_deploy
+    assert not [a for a in _actions(template, "staging") if a["Name"] == "ProtectStacks"]
+    spec = next(
+        p["Properties"]["Source"]["BuildSpec"]
+        for p in template.find_resources("AWS::CodeBuild::Project").values()
+        if "update-termination-protection" in p["Properties"]["Source"]["BuildSpec"]
+    )
+    for stack in ("webapp-prod-network", "webapp-prod-service"):
+        assert f"--stack-name {stack}" in spec
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        {
+                            "Action": "sts:AssumeRole",
+                            "Effect": "Allow",
+                            "Resource": "arn:aws:iam::333333333333:role/cdk-hnb659fds-deploy-role-333333333333-eu-west-1",
+                        }
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_source_role_may_use_the_connection_under_both_service_prefixes(template: Template) -> None:
+    arn = "arn:aws:codeconnections:eu-west-1:111111111111:connection/00000000-0000-4000-8000-000000000000"
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        {
+                            "Action": [
+                                "codeconnections:UseConnection",
+                                "codestar-connections:UseConnection",
+                            ],
+                            "Effect": "Allow",
+                            "Resource": arn,
+                        }
+                    ]
+                )
+            }
+        },
+    )
