@@ -137,6 +137,9 @@ class PipelineConfig(_Model):
     region: Region
     source: SourceConfig
     profile: Profile | None = None
+    notify_emails: list[
+        Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")]
+    ] = []
 
     @model_validator(mode="after")
     def _connection_belongs_to_pipeline(self) -> Self:
@@ -181,6 +184,46 @@ class NetworkConfig(_Model):
         return value
 
 
+RESERVED_ENVIRONMENT = ("PORT", "SERVICE_NAME", "SERVICE_VERSION")
+
+
+class SmokeCheck(_Model):
+    """One request the smoke tests make, and the status it must answer with."""
+
+    path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")]
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+
+
+class ReleaseConfig(_Model):
+    """How a new version reaches users: ECS's native strategies, with automatic rollback."""
+
+    strategy: Literal["blue_green", "canary", "linear"] = "blue_green"
+    canary_percent: Annotated[float, Field(ge=1, le=50)] = 10.0
+    linear_percent: Annotated[float, Field(ge=5, le=50)] = 25.0
+    step_minutes: Annotated[int, Field(ge=1, le=60)] = 2
+    bake_minutes: Annotated[int, Field(ge=3, le=1440)] = 3
+    max_5xx_percent: Annotated[float, Field(gt=0, le=50)] = 1.0
+    max_p99_latency_ms: Annotated[int, Field(ge=50, le=60000)] = 1000
+    test_port: Annotated[int, Field(ge=1024, le=65535)] = 9443
+    test_cidrs: list[str] = []
+    smoke_checks: Annotated[list[SmokeCheck], Field(max_length=20)] = [SmokeCheck(path="/")]
+
+    @field_validator("test_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.IPv4Network(cidr, strict=True)
+            except ValueError:
+                raise _fail(
+                    "test_cidrs",
+                    f"'{cidr}' is not an IPv4 network in CIDR notation such as '203.0.113.0/28'",
+                ) from None
+            if cidr.endswith("/0"):
+                raise _fail("test_cidrs", "the test listener must not be open to everyone")
+        return value
+
+
 class ServiceConfig(_Model):
     """Size of the Fargate service and, optionally, the existing cluster it joins."""
 
@@ -190,9 +233,43 @@ class ServiceConfig(_Model):
     container_port: Annotated[int, Field(ge=1024, le=65535)] = 8080
     cluster_arn: str | None = None
     certificate_arn: str | None = None
+    domain_name: (
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", max_length=253
+            ),
+        ]
+        | None
+    ) = None
     plain_http_reason: Annotated[str, StringConstraints(min_length=20, max_length=500)] | None = (
         None
     )
+    environment: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")],
+        Annotated[str, StringConstraints(max_length=4096)],
+    ] = {}
+
+    @field_validator("environment")
+    @classmethod
+    def _no_secrets_in_environment(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if re.search(r"SECRET|PASSWORD|TOKEN|PRIVATE|CREDENTIAL", name):
+                raise _fail(
+                    "environment",
+                    f"'{name}' looks like a secret: plain environment variables are visible in "
+                    "the task definition; keep secrets in Secrets Manager instead",
+                    field=name,
+                    value=value[name],
+                )
+            if name in RESERVED_ENVIRONMENT:
+                raise _fail(
+                    "environment",
+                    f"'{name}' is set by the deployment itself ({', '.join(RESERVED_ENVIRONMENT)})",
+                    field=name,
+                    value=value[name],
+                )
+        return value
 
     @field_validator("certificate_arn")
     @classmethod
@@ -206,6 +283,14 @@ class ServiceConfig(_Model):
 
     @model_validator(mode="after")
     def _one_listener_mode(self) -> Self:
+        if self.certificate_arn is not None and self.domain_name is None:
+            raise _fail(
+                "domain_name",
+                "a stage with a certificate needs the domain name it is issued for: the smoke "
+                "tests verify TLS against it",
+                field="domain_name",
+                value=None,
+            )
         if self.certificate_arn is not None and self.plain_http_reason is not None:
             raise _fail(
                 "plain_http_reason",
@@ -245,6 +330,9 @@ class ServiceConfig(_Model):
         return match["name"] if match else None
 
 
+PRODUCTION_BAKE_MINUTES = 10
+
+
 class StageConfig(_Model):
     """One target account and region that the pipeline deploys to, in order."""
 
@@ -257,6 +345,34 @@ class StageConfig(_Model):
     profile: Profile | None = None
     network: NetworkConfig = NetworkConfig()
     service: ServiceConfig = ServiceConfig()
+    release: ReleaseConfig = ReleaseConfig()
+
+    @model_validator(mode="after")
+    def _release_fits_the_stage(self) -> Self:
+        if self.production and self.release.bake_minutes < PRODUCTION_BAKE_MINUTES:
+            raise _fail(
+                "bake_minutes",
+                f"a production stage bakes at least {PRODUCTION_BAKE_MINUTES} minutes, so the "
+                "rollback alarms see real traffic before the old version is gone",
+                field="release.bake_minutes",
+                value=self.release.bake_minutes,
+            )
+        if self.network.vpc_id is not None and not self.release.test_cidrs:
+            raise _fail(
+                "test_cidrs",
+                "with an existing VPC, list the public addresses its NAT gateways use (as /32 "
+                "networks) so the deployment smoke test can reach the test listener",
+                field="release.test_cidrs",
+                value=[],
+            )
+        if self.release.test_port in (80, 443, self.service.container_port):
+            raise _fail(
+                "test_port",
+                "the test listener needs a port of its own",
+                field="release.test_port",
+                value=self.release.test_port,
+            )
+        return self
 
     @model_validator(mode="after")
     def _zones_in_region(self) -> Self:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -15,19 +15,31 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from components.log_key import log_encryption_key
-from configuration import ServiceConfig
+from configuration import ReleaseConfig, ServiceConfig
+from service.monitoring import Monitoring
+from service.smoke_hook import SmokeHook
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 HEALTH_PATH = "/healthz"
+# Release timing (README, "How long a release takes"): a task is healthy after two checks 5 s
+# apart; a drained target is released after 10 s.
+HEALTH_CHECK_INTERVAL_SECONDS = 5
+HEALTHY_THRESHOLD = 2
+UNHEALTHY_THRESHOLD = 2
+DEREGISTRATION_DELAY_SECONDS = 10
+HEALTH_CHECK_GRACE_SECONDS = 15
 
 
 class WebService(Construct):
-    """A Fargate service running `service/runtime` behind an internet-facing ALB.
+    """A Fargate service running `service/runtime` behind an internet-facing ALB, released with
+    ECS's native blue/green (or canary, or linear) deployments.
 
     The ALB terminates TLS with the stage's ACM certificate (HTTP only redirects), or serves plain
-    HTTP where the config records why; a WAF web ACL with AWS managed rules sits in front. Tasks
-    run in private subnets without public IPs, as a non-root user on a read-only root filesystem,
-    and accept traffic only from the load balancer's security group.
+    HTTP where the config records why; a WAF web ACL with AWS managed rules sits in front. A test
+    listener, reachable only from the VPC's NAT addresses and configured networks, lets the
+    lifecycle hook smoke-test green before it gets production traffic; deployment alarms and the
+    circuit breaker roll a bad release back. Tasks run in private subnets without public IPs, as
+    a non-root user on a read-only root filesystem.
     """
 
     def __init__(
@@ -38,9 +50,11 @@ class WebService(Construct):
         cluster: ecs.ICluster,
         vpc: ec2.IVpc,
         service: ServiceConfig,
+        release: ReleaseConfig,
         service_name: str,
         production: bool,
         access_logs: s3.IBucket,
+        test_sources: list[str],
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -84,6 +98,7 @@ class WebService(Construct):
             port_mappings=[ecs.PortMapping(container_port=service.container_port)],
             # Not secrets: a port, a name and the release id. Secrets go in `secrets=`.
             environment={
+                **service.environment,
                 "PORT": str(service.container_port),
                 "SERVICE_NAME": service_name,
                 "SERVICE_VERSION": self.version,
@@ -104,25 +119,81 @@ class WebService(Construct):
         )
         self.load_balancer.log_access_logs(access_logs, prefix="alb")
 
-        if service.certificate_arn is not None:
-            listener = self.load_balancer.add_listener(
-                "HttpsListener",
-                port=443,
-                protocol=elbv2.ApplicationProtocol.HTTPS,
-                certificates=[elbv2.ListenerCertificate.from_arn(service.certificate_arn)],
-                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
-                open=True,
-            )
+        # Blue and green: ECS moves the service between them on every release.
+        self.blue = self._target_group("BlueTargetGroup", vpc, service.container_port)
+        self.green = self._target_group("GreenTargetGroup", vpc, service.container_port)
+
+        tls = service.certificate_arn is not None
+        self.production_listener = self._listener(
+            "HttpsListener" if tls else "HttpListener",
+            port=443 if tls else 80,
+            certificate_arn=service.certificate_arn,
+            open_to_world=True,
+        )
+        if tls:
             self.load_balancer.add_redirect(source_port=80, target_port=443)
-            self.url = f"https://{self.load_balancer.load_balancer_dns_name}"
-        else:
-            listener = self.load_balancer.add_listener("HttpListener", port=80, open=True)
-            self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
-        self.listener = listener
+        self.test_listener = self._listener(
+            "TestListener",
+            port=release.test_port,
+            certificate_arn=service.certificate_arn,
+            open_to_world=False,
+        )
+        # Who may reach the test listener: the VPC's NAT addresses (where the smoke-test function
+        # calls from) and any configured networks, kept in one managed prefix list.
+        sources = [Fn.join("", [ip, "/32"]) for ip in test_sources] + list(release.test_cidrs)
+        # (The L1 construct: the L2 one rejects addresses that are only known at deploy time.)
+        self.test_sources = ec2.CfnPrefixList(
+            self,
+            "TestListenerSources",
+            prefix_list_name=f"{Stack.of(self).stack_name}-test-sources",
+            address_family="IPv4",
+            max_entries=max(len(sources), 1),
+            entries=[
+                ec2.CfnPrefixList.EntryProperty(cidr=cidr, description="Smoke test source")
+                for cidr in sources
+            ],
+        )
+        self.test_listener.connections.allow_default_port_from(
+            ec2.Peer.prefix_list(self.test_sources.attr_prefix_list_id),
+            "Deployment smoke test (NAT addresses of the VPC, configured networks)",
+        )
+
+        # The rules ECS rewrites during a release (to a weighted forward over blue and green).
+        # Their template depends only on the listeners and the blue group, never on the image,
+        # task size, count or environment, so routine releases leave them untouched
+        # (aws/aws-cdk#36649: a CloudFormation update of a rule after a release can send traffic
+        # back to an empty target group). README: "Changing the listener rules".
+        self.production_rule = self._rule("ProductionRule", self.production_listener)
+        self.test_rule = self._rule("TestRule", self.test_listener)
+
+        scheme = "https" if tls else "http"
+        host = service.domain_name or self.load_balancer.load_balancer_dns_name
+        self.url = f"{scheme}://{host}"
+
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            load_balancer=self.load_balancer,
+            target_groups=[self.blue, self.green],
+            release=release,
+            removal_policy=removal_policy,
+        )
+        self.smoke_hook = SmokeHook(
+            self,
+            "SmokeHook",
+            vpc=vpc,
+            host=self.load_balancer.load_balancer_dns_name,
+            scheme=scheme,
+            server_name=service.domain_name,
+            expected_version=self.version,
+            release=release,
+            log_key=key,
+            removal_policy=removal_policy,
+        )
 
         # Tasks talk HTTPS only: to ECR, CloudWatch Logs and AWS APIs through the NAT gateways.
         # DNS and time reach the VPC's resolver and time service, which security groups do not
-        # filter. Inbound traffic comes only from the load balancer (added by add_targets).
+        # filter. Inbound traffic comes only from the load balancer.
         self.security_group = ec2.SecurityGroup(
             self,
             "TaskSecurityGroup",
@@ -134,6 +205,7 @@ class WebService(Construct):
             ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and the image registry"
         )
 
+        strategy, shift = _strategy(release)
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -143,25 +215,43 @@ class WebService(Construct):
             desired_count=service.desired_count,
             assign_public_ip=False,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            deployment_strategy=strategy,
+            canary_configuration=shift if release.strategy == "canary" else None,
+            linear_configuration=shift if release.strategy == "linear" else None,
+            bake_time=Duration.minutes(release.bake_minutes),
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            deployment_alarms=ecs.DeploymentAlarmConfig(
+                alarm_names=[alarm.alarm_name for alarm in self.monitoring.alarms],
+                behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM,
+            ),
+            lifecycle_hooks=[
+                ecs.DeploymentLifecycleLambdaTarget(
+                    self.smoke_hook.function,
+                    "SmokeTestGreen",
+                    lifecycle_stages=[ecs.DeploymentLifecycleStage.POST_TEST_TRAFFIC_SHIFT],
+                    role=self.smoke_hook.invoke_role,
+                )
+            ],
             min_healthy_percent=100,
             max_healthy_percent=200,
-            health_check_grace_period=Duration.seconds(30),
+            # The container answers within a second; two 5 s health checks make it healthy.
+            health_check_grace_period=Duration.seconds(HEALTH_CHECK_GRACE_SECONDS),
         )
-        listener.add_targets(
-            "Service",
-            port=service.container_port,
-            protocol=elbv2.ApplicationProtocol.HTTP,
-            targets=[self.service],
-            deregistration_delay=Duration.seconds(30),
-            health_check=elbv2.HealthCheck(
-                path=HEALTH_PATH,
-                interval=Duration.seconds(10),
-                timeout=Duration.seconds(5),
-                healthy_threshold_count=2,
-                unhealthy_threshold_count=3,
+        self.service.load_balancer_target(
+            container_name="App",
+            container_port=service.container_port,
+            alternate_target=ecs.AlternateTarget(
+                "GreenTarget",
+                alternate_target_group=self.green,
+                production_listener=ecs.ListenerRuleConfiguration.application_listener_rule(
+                    self.production_rule
+                ),
+                test_listener=ecs.ListenerRuleConfiguration.application_listener_rule(
+                    self.test_rule
+                ),
             ),
-        )
+        ).attach_to_application_target_group(self.blue)
+        self.monitoring.add_service(self.service)
 
         self.web_acl = _web_acl(self, service_name)
         wafv2.CfnWebACLAssociation(
@@ -192,6 +282,70 @@ class WebService(Construct):
                 )
             ],
         )
+
+    def _target_group(
+        self, construct_id: str, vpc: ec2.IVpc, port: int
+    ) -> elbv2.ApplicationTargetGroup:
+        return elbv2.ApplicationTargetGroup(
+            self,
+            construct_id,
+            vpc=vpc,
+            port=port,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            deregistration_delay=Duration.seconds(DEREGISTRATION_DELAY_SECONDS),
+            health_check=elbv2.HealthCheck(
+                path=HEALTH_PATH,
+                interval=Duration.seconds(HEALTH_CHECK_INTERVAL_SECONDS),
+                timeout=Duration.seconds(4),
+                healthy_threshold_count=HEALTHY_THRESHOLD,
+                unhealthy_threshold_count=UNHEALTHY_THRESHOLD,
+            ),
+        )
+
+    def _listener(
+        self, construct_id: str, *, port: int, certificate_arn: str | None, open_to_world: bool
+    ) -> elbv2.ApplicationListener:
+        tls = certificate_arn is not None
+        return self.load_balancer.add_listener(
+            construct_id,
+            port=port,
+            protocol=elbv2.ApplicationProtocol.HTTPS if tls else elbv2.ApplicationProtocol.HTTP,
+            certificates=[elbv2.ListenerCertificate.from_arn(certificate_arn)] if tls else None,
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if tls else None,
+            open=open_to_world,
+            # Only the rule below routes; anything it does not match gets a plain 404.
+            default_action=elbv2.ListenerAction.fixed_response(
+                404, content_type="text/plain", message_body="Not found"
+            ),
+        )
+
+    def _rule(
+        self, construct_id: str, listener: elbv2.ApplicationListener
+    ) -> elbv2.ApplicationListenerRule:
+        return elbv2.ApplicationListenerRule(
+            self,
+            construct_id,
+            listener=listener,
+            priority=1,
+            conditions=[elbv2.ListenerCondition.path_patterns(["/*"])],
+            action=elbv2.ListenerAction.forward([self.blue]),
+        )
+
+
+def _strategy(
+    release: ReleaseConfig,
+) -> tuple[ecs.DeploymentStrategy, ecs.TrafficShiftConfig | None]:
+    step = Duration.minutes(release.step_minutes)
+    if release.strategy == "canary":
+        return ecs.DeploymentStrategy.CANARY, ecs.TrafficShiftConfig(
+            step_percent=release.canary_percent, step_bake_time=step
+        )
+    if release.strategy == "linear":
+        return ecs.DeploymentStrategy.LINEAR, ecs.TrafficShiftConfig(
+            step_percent=release.linear_percent, step_bake_time=step
+        )
+    return ecs.DeploymentStrategy.BLUE_GREEN, None
 
 
 def _web_acl(scope: Construct, service_name: str) -> wafv2.CfnWebACL:

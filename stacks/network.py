@@ -72,6 +72,13 @@ class NetworkStack(Stack):
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
+        # The addresses the private subnets reach the internet from: the deployment smoke test
+        # (a Lambda function in the VPC) calls the test listener from these.
+        self.nat_public_ips: list[str] = []
+        for subnet in self.vpc.public_subnets:
+            eip = subnet.node.try_find_child("EIP")
+            if isinstance(eip, ec2.CfnEIP):
+                self.nat_public_ips.append(eip.attr_public_ip)
 
     @property
     def availability_zones(self) -> list[str]:

@@ -10,7 +10,7 @@ from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
 from components.log_bucket import LogBucket
-from configuration import NetworkConfig, ServiceConfig
+from configuration import NetworkConfig, ReleaseConfig, ServiceConfig
 from service.infrastructure import WebService
 
 
@@ -30,6 +30,8 @@ class ServiceStack(Stack):
         vpc: ec2.IVpc | None,
         network: NetworkConfig,
         service: ServiceConfig,
+        release: ReleaseConfig,
+        test_sources: list[str],
         service_name: str,
         production: bool,
         removal_policy: RemovalPolicy,
@@ -66,6 +68,8 @@ class ServiceStack(Stack):
             cluster=cluster,
             vpc=vpc,
             service=service,
+            release=release,
+            test_sources=test_sources,
             service_name=service_name,
             production=production,
             access_logs=self.access_logs.bucket,
@@ -73,4 +77,13 @@ class ServiceStack(Stack):
         )
         self.url_output = CfnOutput(
             self, "ServiceUrl", value=self.web.url, description="Public endpoint of the service"
+        )
+        self.dns_output = CfnOutput(
+            self,
+            "LoadBalancerDnsName",
+            value=self.web.load_balancer.load_balancer_dns_name,
+            description="Point the service's domain name here (alias or CNAME)",
+        )
+        self.version_output = CfnOutput(
+            self, "ServiceVersion", value=self.web.version, description="The release deployed"
         )

@@ -58,6 +58,8 @@ class DeploymentStage(Stage):
             vpc=network.vpc if network else None,
             network=stage.network,
             service=stage.service,
+            release=stage.release,
+            test_sources=network.nat_public_ips if network else [],
             service_name=project,
             production=stage.production,
             removal_policy=removal_policy,

@@ -56,8 +56,8 @@ BAD_VALUES = [
     ),
     (
         "unknown region",
-        'region = "eu-west-1"\n\n[pipeline',
-        'region = "eu-west-9"\n\n[pipeline',
+        'region = "eu-west-1"\n\n# Pipeline notifications',
+        'region = "eu-west-9"\n\n# Pipeline notifications',
         "pipeline.region",
         "AWS region",
     ),
@@ -215,20 +215,30 @@ BAD_VALUES = [
     ),
     (
         "cluster in another account",
-        ("nat_gateways = 3", '# cluster_arn = "arn:aws:ecs:eu-west-1:333333333333:'),
+        (
+            "nat_gateways = 3",
+            '# cluster_arn = "arn:aws:ecs:eu-west-1:333333333333:',
+            "max_p99_latency_ms = 1000",
+        ),
         (
             'nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"',
             'cluster_arn = "arn:aws:ecs:eu-west-1:444444444444:',
+            'max_p99_latency_ms = 1000\ntest_cidrs = ["203.0.113.1/32"]',
         ),
         "stages[1].service.cluster_arn",
         "stage's account and region",
     ),
     (
         "cluster in another region",
-        ("nat_gateways = 3", '# cluster_arn = "arn:aws:ecs:eu-west-1:333333333333:'),
+        (
+            "nat_gateways = 3",
+            '# cluster_arn = "arn:aws:ecs:eu-west-1:333333333333:',
+            "max_p99_latency_ms = 1000",
+        ),
         (
             'nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"',
             'cluster_arn = "arn:aws:ecs:us-east-1:333333333333:',
+            'max_p99_latency_ms = 1000\ntest_cidrs = ["203.0.113.1/32"]',
         ),
         "stages[1].service.cluster_arn",
         "stage's account and region",
@@ -253,6 +263,90 @@ BAD_VALUES = [
         '\nplain_http_reason = "ok"\n# certificate_arn = "arn:aws:acm:',
         "stages[0].service.plain_http_reason",
         "at least 20",
+    ),
+    (
+        "certificate without its domain",
+        '\ndomain_name = "webapp.example.com"',
+        "\n",
+        "stages[1].service.domain_name",
+        "needs the domain name",
+    ),
+    (
+        "secret-looking environment variable",
+        "desired_count = 3",
+        'desired_count = 3\nenvironment = { DB_PASSWORD = "hunter2" }',
+        "stages[1].service.environment.DB_PASSWORD",
+        "looks like a secret",
+    ),
+    (
+        "reserved environment variable",
+        "desired_count = 3",
+        'desired_count = 3\nenvironment = { PORT = "80" }',
+        "stages[1].service.environment.PORT",
+        "set by the deployment",
+    ),
+    (
+        "production bakes too briefly",
+        "bake_minutes = 10",
+        "bake_minutes = 5",
+        "stages[1].release.bake_minutes",
+        "at least 10 minutes",
+    ),
+    (
+        "unknown strategy",
+        'strategy = "blue_green"            #',
+        'strategy = "red_black"            #',
+        "stages[0].release.strategy",
+        "blue_green",
+    ),
+    (
+        "bake time below the alarm window",
+        "bake_minutes = 3",
+        "bake_minutes = 1",
+        "stages[0].release.bake_minutes",
+        "greater than or equal to 3",
+    ),
+    (
+        "canary step too large",
+        'strategy = "blue_green"            #',
+        'strategy = "canary"\ncanary_percent = 80 #',
+        "stages[0].release.canary_percent",
+        "less than or equal to 50",
+    ),
+    (
+        "test listener open to everyone",
+        "max_5xx_percent = 2.0",
+        'max_5xx_percent = 2.0\ntest_cidrs = ["0.0.0.0/0"]',
+        "stages[0].release.test_cidrs",
+        "must not be open to everyone",
+    ),
+    (
+        "test port clashes",
+        "max_5xx_percent = 2.0",
+        "max_5xx_percent = 2.0\ntest_port = 8080",
+        "stages[0].release.test_port",
+        "port of its own",
+    ),
+    (
+        "smoke check without a leading slash",
+        'smoke_checks = [{ path = "/", status = 200 }]',
+        'smoke_checks = [{ path = "health", status = 200 }]',
+        "stages[1].release.smoke_checks[0].path",
+        "pattern",
+    ),
+    (
+        "bad notification address",
+        "notify_emails = []",
+        'notify_emails = ["not-an-address"]',
+        "pipeline.notify_emails[0]",
+        "pattern",
+    ),
+    (
+        "imported VPC without test sources",
+        "nat_gateways = 3",
+        'nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"',
+        "stages[1].release.test_cidrs",
+        "NAT gateways use",
     ),
     (
         "unknown extra pack",
@@ -308,7 +402,12 @@ def test_imported_cluster_with_its_vpc_is_accepted(tmp_path: Path) -> None:
     path.write_text(
         DEFAULT_TEXT.replace(
             "nat_gateways = 3", 'nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"'
-        ).replace("# cluster_arn =", "cluster_arn =")
+        )
+        .replace("# cluster_arn =", "cluster_arn =")
+        .replace(
+            "max_p99_latency_ms = 1000",
+            'max_p99_latency_ms = 1000\ntest_cidrs = ["203.0.113.1/32"]',
+        )
     )
     assert load_config(path).stages[1].service.cluster_name == "shared"
 

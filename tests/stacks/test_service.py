@@ -133,8 +133,10 @@ def test_https_with_the_stage_certificate_and_http_redirects(
 def test_plain_http_only_where_the_config_says_why(imported_synth: Synthesized) -> None:
     template = Template.from_stack(_stage(imported_synth, "staging").service)
     listeners = template.find_resources("AWS::ElasticLoadBalancingV2::Listener")
-    assert [l["Properties"]["Protocol"] for l in listeners.values()] == ["HTTP"]  # noqa: E741
-    assert [l["Properties"]["Port"] for l in listeners.values()] == [80]  # noqa: E741
+    ports = {
+        item["Properties"]["Port"]: item["Properties"]["Protocol"] for item in listeners.values()
+    }
+    assert ports == {80: "HTTP", 9443: "HTTP"}  # production and test listener, no redirect
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -161,11 +163,17 @@ def test_logs_are_encrypted_with_a_key_logs_may_use(
 def test_only_the_load_balancer_reaches_the_tasks_and_they_speak_only_https(
     templates: dict[str, Template], stage: str
 ) -> None:
-    ingress = templates[stage].find_resources("AWS::EC2::SecurityGroupIngress")
+    ingress = [
+        rule
+        for rule in templates[stage].find_resources("AWS::EC2::SecurityGroupIngress").values()
+        if "TaskSecurityGroup" in json.dumps(rule["Properties"]["GroupId"])
+    ]
     assert ingress, "the tasks' security group has an ingress rule"
-    for rule in ingress.values():
-        assert "SourceSecurityGroupId" in rule["Properties"]
-        assert "CidrIp" not in rule["Properties"]
+    for rule in ingress:
+        assert "LoadBalancerSecurityGroup" in json.dumps(
+            rule["Properties"]["SourceSecurityGroupId"]
+        )
+        assert rule["Properties"]["FromPort"] == 8080
     templates[stage].has_resource_properties(
         "AWS::EC2::SecurityGroup",
         {

@@ -1,0 +1,74 @@
+"""ECS deployment lifecycle hook (POST_TEST_TRAFFIC_SHIFT): smoke-test the green tasks through the
+test listener before they get production traffic.
+
+Answers the hook contract: SUCCEEDED lets the deployment go on, FAILED rolls it back, IN_PROGRESS
+asks ECS to call again after `callBackDelay` seconds (green may still be warming up); the round is
+carried in `hookDetails`, so waiting is bounded. Configuration comes from the environment, set by
+the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+from probe import Check, Settings, Target, run_checks
+
+LOG = logging.getLogger("smoke")
+LOG.setLevel(logging.INFO)
+
+
+def settings_from_environment(env: dict[str, str]) -> tuple[Target, Settings, int, int]:
+    target = Target(
+        host=env["TEST_HOST"],
+        port=int(env["TEST_PORT"]),
+        scheme=env.get("TEST_SCHEME", "https"),
+        server_name=env.get("SERVER_NAME") or None,
+    )
+    checks = tuple(Check(c["path"], int(c["status"])) for c in json.loads(env.get("CHECKS", "[]")))
+    settings = Settings(
+        expected_version=env["EXPECTED_VERSION"],
+        checks=checks,
+        timeout=float(env.get("TIMEOUT_SECONDS", "5")),
+        attempts=int(env.get("ATTEMPTS", "3")),
+        backoff=float(env.get("BACKOFF_SECONDS", "1")),
+    )
+    return target, settings, int(env.get("MAX_ROUNDS", "6")), int(env.get("CALLBACK_DELAY", "15"))
+
+
+def handle(event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    target, settings, max_rounds, delay = settings_from_environment(env)
+    details = event.get("hookDetails") or {}
+    round_number = int(details.get("round", "0")) + 1
+    outcome = run_checks(target, settings)
+    revision = event.get("targetServiceRevisionArn", "unknown revision")
+    if outcome.ok:
+        LOG.info("green (%s) passed the smoke test in round %d", revision, round_number)
+        return {"hookStatus": "SUCCEEDED"}
+    if round_number < max_rounds:
+        LOG.warning(
+            "round %d/%d for %s failed, trying again in %ds: %s",
+            round_number,
+            max_rounds,
+            revision,
+            delay,
+            outcome.summary(),
+        )
+        return {
+            "hookStatus": "IN_PROGRESS",
+            "callBackDelay": delay,
+            "hookDetails": {"round": str(round_number)},
+        }
+    LOG.error(
+        "green (%s) failed the smoke test after %d rounds, rolling back: %s",
+        revision,
+        round_number,
+        outcome.summary(),
+    )
+    return {"hookStatus": "FAILED"}
+
+
+def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
+    return handle(event, dict(os.environ))
