@@ -311,7 +311,9 @@ class WebService(Construct):
             construct_id,
             port=port,
             protocol=elbv2.ApplicationProtocol.HTTPS if tls else elbv2.ApplicationProtocol.HTTP,
-            certificates=[elbv2.ListenerCertificate.from_arn(certificate_arn)] if tls else None,
+            certificates=(
+                [elbv2.ListenerCertificate.from_arn(certificate_arn)] if certificate_arn else None
+            ),
             ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if tls else None,
             open=open_to_world,
             # Only the rule below routes; anything it does not match gets a plain 404.
