@@ -12,10 +12,12 @@ from aws_cdk import aws_codepipeline_actions as codepipeline_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
 from components.log_bucket import LogBucket
-from configuration import DeploymentConfig, SourceConfig
+from configuration import DeploymentConfig, SourceConfig, StageConfig
 from stages.deployment import DeploymentStage
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
@@ -100,7 +102,9 @@ class PipelineStack(Stack):
             pre: list[pipelines.Step] = []
             if stage_config.approval:
                 pre.append(pipelines.ManualApprovalStep(f"Approve-{stage_config.name}"))
-            post: list[pipelines.Step] = []
+            # After each stage: smoke-test its public endpoint; a failure stops the pipeline
+            # before the next stage.
+            post: list[pipelines.Step] = [_smoke_test(stage, stage_config, source)]
             if stage_config.production:
                 post.append(_protect_stacks(stage))
             self.pipeline.add_stage(stage, pre=pre, post=post)
@@ -109,6 +113,9 @@ class PipelineStack(Stack):
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
         # that the trigger below and the compliance checks can see every construct.
         self.pipeline.build_pipeline()
+        self.notifications = _notifications(
+            self, self.pipeline.pipeline, config.pipeline.notify_emails
+        )
         _harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket, self.access_logs)
         # Stages in other regions get a replication bucket in a support stack per region.
         for support in self.pipeline.pipeline.cross_region_support.values():
@@ -229,6 +236,69 @@ def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket | None) -
             )
         ]
     )
+
+
+def _smoke_test(
+    stage: DeploymentStage, config: StageConfig, source: pipelines.CodePipelineSource
+) -> pipelines.CodeBuildStep:
+    """Probe the stage's public listener with the same script the lifecycle hook uses: health,
+    the version just deployed, and the configured paths, with retries and backoff."""
+    service = config.service
+    tls = service.certificate_arn is not None
+    command = [
+        "python3 service/smoke/probe.py",
+        '--host "$SERVICE_HOST"',
+        f"--port {443 if tls else 80}",
+        f"--scheme {'https' if tls else 'http'}",
+        *([f"--server-name {service.domain_name}"] if service.domain_name else []),
+        '--expected-version "$SERVICE_VERSION"',
+        *[f"--check '{check.path}:{check.status}'" for check in config.release.smoke_checks],
+        "--attempts 6 --backoff 5 --timeout 5",
+    ]
+    return pipelines.CodeBuildStep(
+        "SmokeTest",
+        input=source,
+        env_from_cfn_outputs={
+            "SERVICE_HOST": stage.service.dns_output,
+            "SERVICE_VERSION": stage.service.version_output,
+        },
+        commands=[" ".join(command)],
+    )
+
+
+def _notifications(
+    scope: Construct, pipeline: codepipeline.Pipeline, emails: list[str]
+) -> sns.Topic:
+    """Failed and succeeded executions and approvals waiting, to a KMS-encrypted topic."""
+    key = kms.Key(
+        scope,
+        "NotificationKey",
+        description="Encrypts the pipeline's notifications",
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowCodeStarNotifications",
+            principals=[iam.ServicePrincipal("codestar-notifications.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(scope).account}},
+        )
+    )
+    topic = sns.Topic(scope, "Notifications", master_key=key, enforce_ssl=True)
+    for email in emails:
+        topic.add_subscription(sns_subscriptions.EmailSubscription(email))
+    pipeline.notify_on(
+        "ExecutionNotifications",
+        topic,
+        events=[
+            codepipeline.PipelineNotificationEvents.PIPELINE_EXECUTION_FAILED,
+            codepipeline.PipelineNotificationEvents.PIPELINE_EXECUTION_SUCCEEDED,
+            codepipeline.PipelineNotificationEvents.MANUAL_APPROVAL_NEEDED,
+        ],
+    )
+    return topic
 
 
 def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep:

@@ -51,10 +51,11 @@ def synthesize(
     """Build and synthesize the app for `config_file` into `outdir`."""
     config = load_config(config_file)
     app = cdk.App(outdir=str(outdir), context={**CDK_CONTEXT, **(context or {})})
+    inside = config_file.resolve().is_relative_to(ROOT)
     stack, compliance = build(
         app,
         config,
-        config_path=config_file.relative_to(ROOT).as_posix(),
+        config_path=config_file.resolve().relative_to(ROOT).as_posix() if inside else "config.toml",
         suffix=suffix,
         acknowledgements=acknowledgements,
     )

@@ -300,3 +300,46 @@ def test_source_role_may_use_the_connection_under_both_service_prefixes(template
             }
         },
     )
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_each_stage_is_smoke_tested_from_outside_before_the_pipeline_goes_on(
+    template: Template, stage: str
+) -> None:
+    actions = _actions(template, stage)
+    [smoke] = [a for a in actions if a["Name"] == "SmokeTest"]
+    last_deploy = max(a["RunOrder"] for a in actions if a["ActionTypeId"]["Category"] == "Deploy")
+    assert smoke["RunOrder"] > last_deploy
+    env = json.loads(smoke["Configuration"]["EnvironmentVariables"])
+    assert {e["name"] for e in env} == {"SERVICE_HOST", "SERVICE_VERSION"}
+    project = next(
+        p
+        for p in template.find_resources("AWS::CodeBuild::Project").values()
+        if "service/smoke/probe.py" in p["Properties"]["Source"]["BuildSpec"]
+        and ("staging.webapp" in p["Properties"]["Source"]["BuildSpec"]) == (stage == "staging")
+    )
+    spec = project["Properties"]["Source"]["BuildSpec"]
+    assert "--expected-version" in spec and "--attempts 6 --backoff 5" in spec
+    assert "--port 443 --scheme https" in spec
+
+
+def test_pipeline_notifies_failures_successes_and_waiting_approvals(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::CodeStarNotifications::NotificationRule",
+        {
+            "EventTypeIds": Match.array_with(
+                [
+                    "codepipeline-pipeline-pipeline-execution-failed",
+                    "codepipeline-pipeline-pipeline-execution-succeeded",
+                    "codepipeline-pipeline-manual-approval-needed",
+                ]
+            ),
+        },
+    )
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+
+
+def test_notification_emails_are_subscribed(imported_synth: Synthesized) -> None:
+    Template.from_stack(imported_synth.stack).has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "platform-team@example.com"}
+    )
