@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline
+.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,7 +61,13 @@ scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan step: everything, inclu
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
 	$(VENV)/bin/python -m ops.bootstrap $(CONFIG) $(if $(APPLY),--apply)
 
-deploy: setup ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile)
+diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
+	$(VENV)/bin/python -m ops.diagram
+
+doctor: synth ## Preflight the real accounts of CONFIG: credentials, bootstrap, trust, connection, certificates
+	$(VENV)/bin/python -m ops.doctor $(CONFIG)
+
+deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile); refuses if doctor fails
 	$(CDK) deploy --no-notices $(CDK_CONTEXT) $(if $(PROFILE),--profile $(PROFILE)) \
 	  --require-approval broadening Pipeline
 

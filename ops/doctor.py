@@ -1,0 +1,378 @@
+"""`make doctor`: a preflight of the real accounts before the first deploy (and whenever a run
+fails for reasons outside the code).
+
+For the config, with the operator's credentials (the `profile` of each account, or the default
+credentials), it checks:
+  - the credentials work and belong to the account they are used for;
+  - every account and region the pipeline deploys to is bootstrapped at the version the app needs,
+    each target trusts the pipeline account, and runs CloudFormation with the project's execution
+    policies rather than AdministratorAccess;
+  - the CodeConnections connection is AVAILABLE (a PENDING one fails the first run at Source);
+  - each configured certificate exists, is issued, in the stage's account and region;
+  - the GitHub token secret exists, when that source is used.
+It prints a table (check, where, result, what to do) and exits 1 when anything fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from configuration import ConfigError, DeploymentConfig, load_config
+from configuration.toolchain import ROOT
+
+QUALIFIER = "hnb659fds"  # the CDK default bootstrap qualifier
+DEFAULT_REQUIRED_VERSION = 8
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    where: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+SessionFor = Callable[[str | None, str], Any]  # (profile, region) -> boto3-like session
+
+
+class MissingCredentialsError(Exception):
+    pass
+
+
+def required_bootstrap_version(cloud_assembly: Path) -> int:
+    """The highest bootstrap version any synthesized stack asks for."""
+    versions = [DEFAULT_REQUIRED_VERSION]
+    for manifest in cloud_assembly.rglob("manifest.json"):
+        for artifact in json.loads(manifest.read_text()).get("artifacts", {}).values():
+            version = artifact.get("properties", {}).get("requiresBootstrapStackVersion")
+            if version is not None:
+                versions.append(int(version))
+    return max(versions)
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", type(error).__name__))
+
+
+def _is_no_credentials(error: Exception) -> bool:
+    return type(error).__name__ in {
+        "MissingCredentialsErrorError",
+        "PartialCredentialsError",
+        "ProfileNotFound",
+    }
+
+
+def check_credentials(session: Any, account: str, profile: str | None) -> Check:
+    where = f"{account}" + (f" (profile {profile})" if profile else "")
+    try:
+        actual = session.client("sts").get_caller_identity()["Account"]
+    except Exception as error:
+        if _is_no_credentials(error):
+            raise MissingCredentialsError(str(error)) from error
+        return Check(
+            "credentials",
+            where,
+            False,
+            f"cannot call STS: {_error_code(error)}",
+            "check the profile's keys or SSO session (`aws sso login`)",
+        )
+    if actual != account:
+        return Check(
+            "credentials",
+            where,
+            False,
+            f"credentials belong to {actual}",
+            f"set `profile` in the config to a profile for account {account}",
+        )
+    return Check("credentials", where, True, "valid")
+
+
+def check_bootstrap(
+    session: Any,
+    account: str,
+    region: str,
+    required: int,
+    *,
+    pipeline_account: str | None,
+    execution_policies: list[str] | None,
+) -> list[Check]:
+    where = f"{account}/{region}"
+    bootstrap = f"make bootstrap APPLY=1 (runs cdk bootstrap aws://{account}/{region})"
+    try:
+        value = session.client("ssm").get_parameter(Name=f"/cdk-bootstrap/{QUALIFIER}/version")
+        version = int(value["Parameter"]["Value"])
+    except Exception as error:
+        if _error_code(error) == "ParameterNotFound":
+            return [Check("bootstrapped", where, False, "not bootstrapped", bootstrap)]
+        return [
+            Check(
+                "bootstrapped",
+                where,
+                False,
+                f"cannot read the bootstrap version: {_error_code(error)}",
+                bootstrap,
+            )
+        ]
+    checks = [
+        Check(
+            "bootstrap version",
+            where,
+            version >= required,
+            f"version {version}, app needs {required}",
+            "" if version >= required else f"re-bootstrap with the pinned CLI: {bootstrap}",
+        )
+    ]
+    if pipeline_account is None:
+        return checks
+    iam = session.client("iam")
+    deploy_role = f"cdk-{QUALIFIER}-deploy-role-{account}-{region}"
+    try:
+        document = iam.get_role(RoleName=deploy_role)["Role"]["AssumeRolePolicyDocument"]
+    except Exception as error:
+        checks.append(
+            Check(
+                "trusts pipeline", where, False, f"{deploy_role}: {_error_code(error)}", bootstrap
+            )
+        )
+        return checks
+    trusted = pipeline_account in json.dumps(document)
+    checks.append(
+        Check(
+            "trusts pipeline",
+            where,
+            trusted,
+            f"deploy role {'trusts' if trusted else 'does not trust'} {pipeline_account}",
+            "" if trusted else f"bootstrap with --trust {pipeline_account}: {bootstrap}",
+        )
+    )
+    execution_role = f"cdk-{QUALIFIER}-cfn-exec-role-{account}-{region}"
+    try:
+        attached = iam.list_attached_role_policies(RoleName=execution_role)["AttachedPolicies"]
+        names = sorted(policy["PolicyName"] for policy in attached)
+    except Exception as error:
+        checks.append(
+            Check(
+                "execution policies",
+                where,
+                False,
+                f"{execution_role}: {_error_code(error)}",
+                bootstrap,
+            )
+        )
+        return checks
+    expected = sorted(execution_policies or [])
+    ok = names == expected
+    checks.append(
+        Check(
+            "execution policies",
+            where,
+            ok,
+            f"CloudFormation runs with {', '.join(names) or 'no policy'}",
+            "" if ok else f"expected {', '.join(expected)}: {bootstrap}",
+        )
+    )
+    return checks
+
+
+def check_connection(session: Any, arn: str) -> Check:
+    client = session.client("codeconnections")
+    try:
+        status = client.get_connection(ConnectionArn=arn)["Connection"]["ConnectionStatus"]
+    except Exception as error:
+        return Check(
+            "connection",
+            arn,
+            False,
+            _error_code(error),
+            "create the connection in the pipeline account and put its ARN in the config",
+        )
+    if status == "AVAILABLE":
+        return Check("connection", arn, True, "AVAILABLE")
+    if status == "PENDING":
+        return Check(
+            "connection",
+            arn,
+            False,
+            "PENDING: the GitHub handshake is not finished",
+            "console: Developer Tools > Settings > Connections > select it > "
+            "Update pending connection, and install or choose the GitHub app",
+        )
+    return Check(
+        "connection",
+        arn,
+        False,
+        status,
+        "recreate the connection; an ERROR connection cannot be repaired",
+    )
+
+
+def check_certificate(session: Any, arn: str, domain: str | None) -> Check:
+    try:
+        certificate = session.client("acm").describe_certificate(CertificateArn=arn)["Certificate"]
+    except Exception as error:
+        return Check(
+            "certificate",
+            arn,
+            False,
+            _error_code(error),
+            "request or import the certificate in the stage's account and region, "
+            "and put its ARN in the config",
+        )
+    status = certificate.get("Status", "UNKNOWN")
+    names = {certificate.get("DomainName", "")} | set(
+        certificate.get("SubjectAlternativeNames", [])
+    )
+    if status != "ISSUED":
+        return Check(
+            "certificate",
+            arn,
+            False,
+            f"status {status}",
+            "finish validation (add the DNS validation records)",
+        )
+    if domain and not any(
+        n == domain or (n.startswith("*.") and domain.endswith(n[1:])) for n in names
+    ):
+        return Check(
+            "certificate",
+            arn,
+            False,
+            f"not valid for {domain}",
+            "use a certificate that covers service.domain_name",
+        )
+    return Check("certificate", arn, True, "ISSUED")
+
+
+def check_secret(session: Any, name: str, where: str) -> Check:
+    try:
+        session.client("secretsmanager").describe_secret(SecretId=name)
+    except Exception as error:
+        return Check(
+            "GitHub token secret",
+            f"{where}: {name}",
+            False,
+            _error_code(error),
+            f"create the secret {name} holding a GitHub token in the pipeline account and region",
+        )
+    return Check("GitHub token secret", f"{where}: {name}", True, "exists")
+
+
+def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> list[Check]:
+    """Every check for `config`; MissingCredentialsError when there are no credentials at all."""
+    from ops.bootstrap import plan
+
+    pipeline = config.pipeline
+    checks: list[Check] = []
+    sessions: dict[str, Any] = {}
+    accounts = {pipeline.account: pipeline.profile}
+    for stage in config.stages:
+        accounts.setdefault(stage.account, stage.profile)
+    for account, profile in accounts.items():
+        session = session_for(profile, pipeline.region)
+        check = check_credentials(session, account, profile)
+        checks.append(check)
+        if check.ok:
+            sessions[account] = profile
+
+    policies = {
+        account.account: [
+            p.name for p in account.policies if not p.name.endswith("permissions-boundary")
+        ]
+        for account in plan(config).accounts
+    }
+    environments: list[tuple[str, str, str | None]] = [(pipeline.account, pipeline.region, None)]
+    environments += [
+        (pipeline.account, region, None)
+        for region in sorted({s.region for s in config.stages} - {pipeline.region})
+    ]
+    environments += [(s.account, s.region, pipeline.account) for s in config.stages]
+    for account, region, trusted in dict.fromkeys(environments):
+        if account not in sessions:
+            continue
+        session = session_for(sessions[account], region)
+        checks += check_bootstrap(
+            session,
+            account,
+            region,
+            required,
+            pipeline_account=trusted,
+            execution_policies=policies.get(account),
+        )
+
+    if pipeline.account in sessions:
+        session = session_for(sessions[pipeline.account], pipeline.region)
+        if pipeline.source.connection_arn:
+            checks.append(check_connection(session, pipeline.source.connection_arn))
+        if pipeline.source.github_token_secret:
+            checks.append(
+                check_secret(
+                    session,
+                    pipeline.source.github_token_secret,
+                    f"{pipeline.account}/{pipeline.region}",
+                )
+            )
+    for stage in config.stages:
+        if stage.service.certificate_arn and stage.account in sessions:
+            session = session_for(sessions[stage.account], stage.region)
+            checks.append(
+                check_certificate(session, stage.service.certificate_arn, stage.service.domain_name)
+            )
+    return checks
+
+
+def table(checks: list[Check]) -> str:
+    rows = [("CHECK", "WHERE", "RESULT", "WHAT TO DO")]
+    rows += [(c.name, c.where, ("ok   " if c.ok else "FAIL ") + c.detail, c.fix) for c in checks]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}".rstrip()
+        for row in rows
+    )
+
+
+def _boto_session(profile: str | None, region: str) -> Any:
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.Session(profile_name=profile, region_name=region)
+
+
+def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session) -> int:
+    parser = argparse.ArgumentParser(description="Preflight the accounts of a deployment config.")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        checks = run(config, session_for, required_bootstrap_version(args.cdk_out))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MissingCredentialsError as error:
+        print(
+            f"error: no AWS credentials available ({error}). The doctor checks the real accounts: "
+            "set `profile` for each account in the config (AWS CLI profiles), or export "
+            "AWS_PROFILE / AWS credentials, then run `make doctor` again.",
+            file=sys.stderr,
+        )
+        return 2
+    print(table(checks))
+    failed = [c for c in checks if not c.ok]
+    print()
+    print(
+        f"{len(checks) - len(failed)} passed, {len(failed)} failed"
+        if failed
+        else f"All {len(checks)} checks passed."
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

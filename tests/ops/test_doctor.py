@@ -1,0 +1,267 @@
+"""`make doctor` against moto (and botocore's Stubber for CodeConnections, which moto lacks):
+every check it makes, passing and failing, and the plain refusal without credentials."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from configuration import load_config
+from ops.doctor import Check, MissingCredentialsError, main, required_bootstrap_version, run, table
+
+from ..conftest import Synthesized
+
+ACCOUNT = "123456789012"  # moto's account
+REGION = "eu-west-1"
+CONNECTION = (
+    f"arn:aws:codeconnections:{REGION}:{ACCOUNT}:connection/00000000-0000-4000-8000-000000000000"
+)
+
+
+def _config(
+    tmp_path: Path, certificate_arn: str, *, source: str = f'connection_arn = "{CONNECTION}"'
+) -> Path:
+    path = tmp_path / "doctor.toml"
+    path.write_text(
+        f"""
+[pipeline]
+project = "webapp"
+account = "{ACCOUNT}"
+region = "{REGION}"
+[pipeline.source]
+repository = "example-org/webapp"
+branch = "main"
+{source}
+
+[[stages]]
+name = "staging"
+account = "{ACCOUNT}"
+region = "{REGION}"
+availability_zones = ["{REGION}a", "{REGION}b"]
+[stages.service]
+certificate_arn = "{certificate_arn}"
+domain_name = "app.example.com"
+"""
+    )
+    return path
+
+
+class Session:
+    """A boto3 session whose CodeConnections client is stubbed (moto does not implement it)."""
+
+    def __init__(self, region: str, connection_status: str | None) -> None:
+        self._session = boto3.Session(region_name=region)
+        self._status = connection_status
+
+    def client(self, name: str) -> Any:
+        client = self._session.client(name)
+        if name == "codeconnections":
+            stubber = Stubber(client)
+            if self._status is None:
+                stubber.add_client_error("get_connection", "ResourceNotFoundException")
+            else:
+                stubber.add_response(
+                    "get_connection",
+                    {"Connection": {"ConnectionArn": CONNECTION, "ConnectionStatus": self._status}},
+                    {"ConnectionArn": CONNECTION},
+                )
+            stubber.activate()
+        return client
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+def _bootstrap(
+    version: str = "30",
+    trusted: str = ACCOUNT,
+    policies: tuple[str, ...] = ("webapp-cfn-execution-1", "webapp-cfn-execution-2"),
+) -> None:
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name="/cdk-bootstrap/hnb659fds/version", Value=version, Type="String"
+    )
+    iam = boto3.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{trusted}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    iam.create_role(
+        RoleName=f"cdk-hnb659fds-deploy-role-{ACCOUNT}-{REGION}",
+        AssumeRolePolicyDocument=json.dumps(trust),
+    )
+    iam.create_role(
+        RoleName=f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}",
+        AssumeRolePolicyDocument=json.dumps(trust),
+    )
+    for name in policies:
+        arn = iam.create_policy(
+            PolicyName=name,
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+                }
+            ),
+        )["Policy"]["Arn"]
+        iam.attach_role_policy(
+            RoleName=f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}", PolicyArn=arn
+        )
+
+
+def _certificate(domain: str = "app.example.com") -> str:
+    acm = boto3.client("acm", region_name=REGION)
+    arn: str = acm.request_certificate(DomainName=domain, ValidationMethod="DNS")["CertificateArn"]
+    return arn
+
+
+def _results(checks: list[Check]) -> dict[str, list[Check]]:
+    result: dict[str, list[Check]] = {}
+    for check in checks:
+        result.setdefault(check.name, []).append(check)
+    return result
+
+
+def _run(
+    tmp_path: Path, certificate: str, status: str | None = "AVAILABLE", **kwargs: str
+) -> dict[str, list[Check]]:
+    config = load_config(_config(tmp_path, certificate, **kwargs))
+    return _results(run(config, lambda profile, region: Session(region, status), 21))
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_ready_account_passes_everything_but_an_unvalidated_certificate(tmp_path: Path) -> None:
+    _bootstrap()
+    results = _run(tmp_path, _certificate())
+    assert all(c.ok for c in results["credentials"])
+    assert all(c.ok for c in results["bootstrap version"])
+    assert all(c.ok for c in results["trusts pipeline"])
+    assert all(c.ok for c in results["execution policies"])
+    assert results["connection"][0].ok
+    # moto leaves a requested certificate pending validation, as AWS does.
+    [certificate] = results["certificate"]
+    assert not certificate.ok and "PENDING_VALIDATION" in certificate.detail
+    assert "validation" in certificate.fix
+
+
+@pytest.mark.usefixtures("aws")
+def test_missing_bootstrap_is_reported_with_the_command_to_run(tmp_path: Path) -> None:
+    [check] = _run(tmp_path, _certificate())["bootstrapped"][:1]
+    assert not check.ok and check.detail == "not bootstrapped"
+    assert f"cdk bootstrap aws://{ACCOUNT}/{REGION}" in check.fix
+
+
+@pytest.mark.usefixtures("aws")
+def test_old_bootstrap_version_fails(tmp_path: Path) -> None:
+    _bootstrap(version="14")
+    [check, *_] = _run(tmp_path, _certificate())["bootstrap version"]
+    assert not check.ok and "version 14, app needs 21" in check.detail
+
+
+@pytest.mark.usefixtures("aws")
+def test_target_that_does_not_trust_the_pipeline_fails(tmp_path: Path) -> None:
+    _bootstrap(trusted="999999999999")
+    [check] = _run(tmp_path, _certificate())["trusts pipeline"]
+    assert not check.ok and "--trust 123456789012" in check.fix
+
+
+@pytest.mark.usefixtures("aws")
+def test_administrator_access_instead_of_the_execution_policies_fails(tmp_path: Path) -> None:
+    _bootstrap(policies=("AdministratorAccess",))
+    [check] = _run(tmp_path, _certificate())["execution policies"]
+    assert not check.ok and "AdministratorAccess" in check.detail
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        ("PENDING", "Update pending connection"),
+        ("ERROR", "recreate"),
+        (None, "create the connection"),
+    ],
+)
+def test_connection_that_is_not_available_fails(
+    tmp_path: Path, status: str | None, words: str
+) -> None:
+    _bootstrap()
+    [check] = _run(tmp_path, _certificate(), status=status)["connection"]
+    assert not check.ok and words in check.fix
+
+
+@pytest.mark.usefixtures("aws")
+def test_missing_certificate_fails(tmp_path: Path) -> None:
+    _bootstrap()
+    missing = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/11111111-2222-4333-8444-555555555555"
+    [check] = _run(tmp_path, missing)["certificate"]
+    assert not check.ok and "ResourceNotFoundException" in check.detail
+
+
+@pytest.mark.usefixtures("aws")
+def test_github_token_secret_is_checked_when_used(tmp_path: Path) -> None:
+    _bootstrap()
+    source = 'github_token_secret = "github-token"'
+    [missing] = _run(tmp_path, _certificate(), source=source)["GitHub token secret"]
+    assert not missing.ok
+    boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="github-token", SecretString="x"
+    )
+    [present] = _run(tmp_path, _certificate(), source=source)["GitHub token secret"]
+    assert present.ok
+
+
+@pytest.mark.usefixtures("aws")
+def test_credentials_of_another_account_fail_and_skip_that_accounts_checks(tmp_path: Path) -> None:
+    config = load_config(_config(tmp_path, _certificate()))
+    other = config.model_copy(
+        update={"stages": [config.stages[0].model_copy(update={"account": "222222222222"})]}
+    )
+    results = _results(run(other, lambda profile, region: Session(region, "AVAILABLE"), 21))
+    failed = [c for c in results["credentials"] if not c.ok]
+    assert len(failed) == 1 and "belong to 123456789012" in failed[0].detail
+    assert "certificate" not in results
+
+
+def test_no_credentials_are_refused_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_credentials(profile: str | None, region: str) -> Any:
+        raise MissingCredentialsError("Unable to locate credentials")
+
+    config = _config(
+        tmp_path, f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/11111111-2222-4333-8444-555555555555"
+    )
+    assert main([str(config)], session_for=no_credentials) == 2
+    assert "no AWS credentials available" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("aws")
+def test_table_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _bootstrap()
+    config = _config(tmp_path, _certificate())
+    assert (
+        main([str(config)], session_for=lambda profile, region: Session(region, "AVAILABLE")) == 1
+    )
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["CHECK", "WHERE", "RESULT", "WHAT", "TO", "DO"]
+    assert "FAIL status PENDING_VALIDATION" in out
+
+
+def test_required_version_is_read_from_the_cloud_assembly(default_synth: Synthesized) -> None:
+    assert required_bootstrap_version(default_synth.outdir) == 8
+    assert "FAIL" in table([Check("x", "y", False, "z")])
