@@ -331,7 +331,15 @@ class WebService(Construct):
             listener=listener,
             priority=1,
             conditions=[elbv2.ListenerCondition.path_patterns(["/*"])],
-            action=elbv2.ListenerAction.forward([self.blue]),
+            # The shape ECS itself writes: a weighted forward over both groups. Green starts at
+            # weight 0, so it is associated with the load balancer (health checks, metrics)
+            # before the first release.
+            action=elbv2.ListenerAction.weighted_forward(
+                [
+                    elbv2.WeightedTargetGroup(target_group=self.blue, weight=100),
+                    elbv2.WeightedTargetGroup(target_group=self.green, weight=0),
+                ]
+            ),
         )
 
 

@@ -99,6 +99,13 @@ def test_blue_green_target_groups_and_listener_rules_wired_to_the_alternate_targ
     assert advanced["ProductionListenerRule"]["Ref"].startswith("WebProductionRule")
     assert advanced["TestListenerRule"]["Ref"].startswith("WebTestRule")
     rules = template.find_resources("AWS::ElasticLoadBalancingV2::ListenerRule")
+    for rule in rules.values():
+        [action] = rule["Properties"]["Actions"]
+        weights = {
+            t["TargetGroupArn"]["Ref"][:14]: t["Weight"]
+            for t in action["ForwardConfig"]["TargetGroups"]
+        }
+        assert weights == {"WebBlueTargetG": 100, "WebGreenTarget": 0}
     assert rules[advanced["ProductionListenerRule"]["Ref"]]["Properties"]["ListenerArn"][
         "Ref"
     ].startswith("WebLoadBalancerHttpsListener")
