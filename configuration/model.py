@@ -342,6 +342,7 @@ class StageConfig(_Model):
     availability_zones: Annotated[list[str], Field(min_length=2, max_length=6)]
     production: bool = False
     approval: bool = False
+    wave: Slug | None = None
     profile: Profile | None = None
     network: NetworkConfig = NetworkConfig()
     service: ServiceConfig = ServiceConfig()
@@ -484,6 +485,29 @@ class DeploymentConfig(_Model):
     pipeline: PipelineConfig
     stages: Annotated[list[StageConfig], Field(min_length=1)]
     compliance: ComplianceConfig = ComplianceConfig()
+
+    @model_validator(mode="after")
+    def _fits_codepipeline(self) -> Self:
+        from configuration.waves import WaveError, plan_waves
+
+        seen: dict[str, int] = {}
+        for index, stage in enumerate(self.stages):
+            if stage.wave is None:
+                continue
+            last = seen.get(stage.wave)
+            if last is not None and last != index - 1:
+                raise _fail(
+                    "wave",
+                    "the stages of a wave must be next to each other in the file",
+                    field=f"stages[{index}].wave",
+                    value=stage.wave,
+                )
+            seen[stage.wave] = index
+        try:
+            plan_waves(list(self.stages))
+        except WaveError as error:
+            raise _fail("stages", str(error), field="stages", value=len(self.stages)) from None
+        return self
 
     @model_validator(mode="after")
     def _unique_stage_names(self) -> Self:

@@ -20,6 +20,7 @@ from constructs import IConstruct
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from configuration import ConfigError, DeploymentConfig, StageConfig
+from configuration.waves import plan_waves
 
 POLICIES = Path(__file__).resolve().parent
 ACKNOWLEDGEMENTS = POLICIES / "acknowledgements.toml"
@@ -131,16 +132,34 @@ def _paths(
         for region, bucket in sorted(replication_buckets.items()):
             scope = {**values, "replication_region": region, "replication_bucket": bucket}
             yield template.format(**scope), scope, None
-    elif "{stage}" in template:
+    elif "{stage}" in template or "{step_prefix}" in template:
+        prefixes = _step_prefixes(config)
         for stage in config.stages:
             if not _selected(stage, when):
                 continue
             zones = range(1, len(stage.availability_zones) + 1) if "{zone}" in template else [0]
             for zone in zones:
-                scope = {**values, "stage": stage.name, "zone": str(zone)}
+                scope = {
+                    **values,
+                    "stage": stage.name,
+                    "zone": str(zone),
+                    "step_prefix": prefixes[stage.name],
+                }
                 yield template.format(**scope), scope, stage
     else:
         yield template.format(**values), values, None
+
+
+def _step_prefixes(config: DeploymentConfig) -> dict[str, str]:
+    """Where CDK Pipelines puts a target's steps: `<stage>/` when the target has a pipeline stage
+    of its own, `<wave>/<stage>.` inside a wave of several targets."""
+    prefixes: dict[str, str] = {}
+    for wave in plan_waves(list(config.stages)):
+        for stage in wave.stages:
+            # A wave of one target is laid out like a plain stage.
+            single = len(wave.stages) == 1
+            prefixes[stage.name] = f"{stage.name}/" if single else f"{wave.name}/{stage.name}."
+    return prefixes
 
 
 _LOGICAL_ID = re.compile(r"<@([^>]+)>")

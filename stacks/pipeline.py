@@ -18,6 +18,7 @@ from constructs import Construct
 
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
+from configuration.waves import plan_waves
 from stages.deployment import DeploymentStage
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
@@ -87,28 +88,36 @@ class PipelineStack(Stack):
         # The security scan gates every deployment: its own pipeline stage, before the first.
         self.pipeline.add_wave("SecurityScan", pre=[self.scan])
 
+        # Targets deploy in config order; consecutive targets of one `wave` deploy in parallel
+        # in one pipeline stage (split where CodePipeline's quotas require: configuration/waves).
         self.stages: list[DeploymentStage] = []
-        for stage_config in config.stages:
-            stage = DeploymentStage(
-                self,
-                stage_config.name,
-                stage=stage_config,
-                project=project,
-                suffix=suffix,
-            )
-            if prepare_stage is not None:
-                # CDK Pipelines synthesizes a stage when it is added: finish it before that.
-                prepare_stage(stage)
+        for wave_plan in plan_waves(list(config.stages)):
             pre: list[pipelines.Step] = []
-            if stage_config.approval:
-                pre.append(pipelines.ManualApprovalStep(f"Approve-{stage_config.name}"))
-            # After each stage: smoke-test its public endpoint; a failure stops the pipeline
-            # before the next stage.
-            post: list[pipelines.Step] = [_smoke_test(stage, stage_config, source)]
-            if stage_config.production:
-                post.append(_protect_stacks(stage))
-            self.pipeline.add_stage(stage, pre=pre, post=post)
-            self.stages.append(stage)
+            if wave_plan.approval:
+                pre.append(pipelines.ManualApprovalStep(f"Approve-{wave_plan.name}"))
+            single = len(wave_plan.stages) == 1 and wave_plan.stages[0].wave is None
+            wave = None if single else self.pipeline.add_wave(wave_plan.name, pre=pre)
+            for stage_config in wave_plan.stages:
+                stage = DeploymentStage(
+                    self,
+                    stage_config.name,
+                    stage=stage_config,
+                    project=project,
+                    suffix=suffix,
+                )
+                if prepare_stage is not None:
+                    # CDK Pipelines synthesizes a stage when it is added: finish it before that.
+                    prepare_stage(stage)
+                # After each target: smoke-test its public endpoint; a failure stops the
+                # pipeline before the next stage.
+                post: list[pipelines.Step] = [_smoke_test(stage, stage_config, source)]
+                if stage_config.production:
+                    post.append(_protect_stacks(stage))
+                if wave is None:
+                    self.pipeline.add_stage(stage, pre=pre, post=post)
+                else:
+                    wave.add_stage(stage, post=post)
+                self.stages.append(stage)
 
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
         # that the trigger below and the compliance checks can see every construct.

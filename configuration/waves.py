@@ -1,0 +1,82 @@
+"""How the configured stages become pipeline stages (waves), within CodePipeline's quotas.
+
+Consecutive stages that name the same `wave` deploy in parallel, in one pipeline stage, after one
+approval if any of them asks for it. A wave with more actions than one pipeline stage may hold is
+split into parts that fit; a fleet that needs more pipeline stages than a pipeline may have is
+refused. Both are decided here, before anything is built, from the same counts the pipeline uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from configuration.model import StageConfig
+
+# CodePipeline's fixed quotas (not raisable): actions per stage, and stages per pipeline.
+MAX_ACTIONS_PER_STAGE = 50
+MAX_STAGES_PER_PIPELINE = 50
+# Source, Build (synth), UpdatePipeline, Assets, SecurityScan.
+FIXED_STAGES = 5
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One pipeline stage: the targets it deploys in parallel, and whether an approval leads."""
+
+    name: str
+    stages: tuple[StageConfig, ...]
+    approval: bool
+
+    @property
+    def actions(self) -> int:
+        return int(self.approval) + sum(actions_for(stage) for stage in self.stages)
+
+
+class WaveError(ValueError):
+    """The fleet cannot be laid out within CodePipeline's quotas; str() says why."""
+
+
+def actions_for(stage: StageConfig) -> int:
+    """Pipeline actions one target adds: a deploy per stack, the smoke test, and for production
+    the termination-protection step."""
+    stacks = 1 if stage.network.vpc_id else 2
+    return stacks + 1 + int(stage.production)
+
+
+def plan_waves(stages: list[StageConfig]) -> list[Wave]:
+    groups: list[tuple[str, list[StageConfig]]] = []
+    for stage in stages:
+        name = stage.wave or stage.name
+        if stage.wave and groups and groups[-1][0] == name:
+            groups[-1][1].append(stage)
+        else:
+            groups.append((name, [stage]))
+    waves: list[Wave] = []
+    for name, members in groups:
+        approval = any(stage.approval for stage in members)
+        parts = _split(members, MAX_ACTIONS_PER_STAGE - int(approval))
+        for index, part in enumerate(parts, start=1):
+            label = name if len(parts) == 1 else f"{name}-{index}"
+            # Only the first part waits for the approval; the rest follow it automatically.
+            waves.append(Wave(label, tuple(part), approval and index == 1))
+    total = FIXED_STAGES + len(waves)
+    if total > MAX_STAGES_PER_PIPELINE:
+        raise WaveError(
+            f"{len(stages)} targets need {len(waves)} deployment stages, {total} pipeline stages "
+            f"in all, but a pipeline holds at most {MAX_STAGES_PER_PIPELINE}: group targets into "
+            'waves (`wave = "name"` on consecutive stages) so they deploy in parallel'
+        )
+    return waves
+
+
+def _split(stages: list[StageConfig], room: int) -> list[list[StageConfig]]:
+    parts: list[list[StageConfig]] = [[]]
+    used = 0
+    for stage in stages:
+        cost = actions_for(stage)
+        if parts[-1] and used + cost > room:
+            parts.append([])
+            used = 0
+        parts[-1].append(stage)
+        used += cost
+    return parts
