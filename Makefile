@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram
+.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan step: everything, inclu
 
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
 	$(VENV)/bin/python -m ops.bootstrap $(CONFIG) $(if $(APPLY),--apply)
+
+bench: setup ## Measure synth times, the pipeline's critical path and release durations (build/bench/)
+	$(VENV)/bin/python -m ops.bench
 
 diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
 	$(VENV)/bin/python -m ops.diagram

@@ -29,6 +29,7 @@ class PipelineStack(Stack):
     configured stage in order, with a manual approval before the stages that ask for one.
 
     `prepare_stage` is called on each stage before it is added (the compliance acknowledgements).
+    `fast_layout=False` builds CDK Pipelines' default layout, for comparison only.
 
     The synth step runs the same make targets as a developer: `make test` (which installs the
     pinned dependencies), then `make synth` with the same config file and suffix.
@@ -44,6 +45,7 @@ class PipelineStack(Stack):
         suffix: str,
         cli_version: str,
         prepare_stage: Callable[[Stage], None] | None = None,
+        fast_layout: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -78,8 +80,9 @@ class PipelineStack(Stack):
             synth=synth,
             # One CloudFormation action per stack instead of create-then-execute change sets,
             # and one publishing project per asset type: fewer sequential actions per release.
-            use_change_sets=False,
-            publish_assets_in_parallel=False,
+            # (fast_layout=False gives CDK Pipelines' defaults; `make bench` compares the two.)
+            use_change_sets=not fast_layout,
+            publish_assets_in_parallel=not fast_layout,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),
             ),

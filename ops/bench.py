@@ -1,0 +1,231 @@
+"""`make bench`: how fast the project is, measured side by side in one run on this machine.
+
+1. Synth time of the default config (every enabled rule pack) through the CDK CLI, against the
+   floor: a bare one-stack CDK app synthesized by the same CLI, Python and Node.
+2. Synth time with 2, 6 and 12 targets: how the cost grows with the fleet.
+3. The pipeline's critical path: sequential actions from source to the last stage, against CDK
+   Pipelines' default layout (change sets, one publishing action per asset) for the same stacks.
+4. The modelled duration of each stage's release (service/timing.py).
+
+Results go to build/bench/results.json and results.md; README summarizes them. A benchmark, not a
+test: it reports targets as met or missed and always exits 0 unless it could not measure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from configuration.toolchain import ROOT
+
+OUT = ROOT / "build" / "bench"
+CDK = ROOT / "node_modules" / ".bin" / "cdk"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+RUNS = 3
+TARGETS = {
+    "synth_vs_floor": 1.5,
+    "twelve_vs_default": 2.5,
+    "critical_path_vs_default_layout": 0.6,
+}
+
+BARE_APP = """\
+import aws_cdk as cdk
+from aws_cdk import aws_s3 as s3
+
+app = cdk.App()
+stack = cdk.Stack(app, "Bare")
+s3.Bucket(stack, "Bucket")
+app.synth()
+"""
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{ROOT / 'node_modules' / '.bin'}:{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "CDK_DISABLE_VERSION_CHECK": "true",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+    }
+
+
+def _timed(argv: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(argv, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)  # noqa: S603
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def median_synth(argv: list[str], cwd: Path, runs: int = RUNS) -> float:
+    return statistics.median(_timed(argv, cwd) for _ in range(runs))
+
+
+def floor_seconds() -> float:
+    bare = OUT / "bare"
+    bare.mkdir(parents=True, exist_ok=True)
+    (bare / "app.py").write_text(BARE_APP)
+    (bare / "cdk.json").write_text(json.dumps({"app": f"{PYTHON} app.py"}))
+    return median_synth([str(CDK), "synth", "--quiet", "--no-notices", "-o", "cdk.out"], bare)
+
+
+def synth_seconds(config: Path, runs: int = RUNS) -> float:
+    outdir = OUT / f"cdk.out-{config.stem}"
+    argv = [
+        str(CDK),
+        "synth",
+        "--quiet",
+        "--no-notices",
+        "-c",
+        f"config={config}",
+        "-o",
+        str(outdir),
+    ]
+    return median_synth(argv, ROOT, runs)
+
+
+def fleet_config(count: int) -> Path:
+    """The default config with `count` non-production targets in sequence."""
+    lines = (ROOT / "config" / "default.toml").read_text()
+    head = lines[: lines.index("[[stages]]")]
+    stages = []
+    for index in range(count):
+        stages.append(
+            f"""
+[[stages]]
+name = "target{index:02d}"
+account = "{500000000000 + index}"
+region = "eu-west-1"
+availability_zones = ["eu-west-1a", "eu-west-1b"]
+
+[stages.network]
+cidr = "10.{index}.0.0/16"
+
+[stages.service]
+plain_http_reason = "A benchmark target, never deployed: it only measures synthesis."
+"""
+        )
+    path = OUT / f"fleet-{count}.toml"
+    path.write_text(head + "".join(stages))
+    return path
+
+
+def critical_path(template: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
+    """Sequential actions: per pipeline stage, its distinct run orders, summed over stages."""
+    [pipeline] = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"
+    ]
+    per_stage = [
+        (stage["Name"], len({action["RunOrder"] for action in stage["Actions"]}))
+        for stage in pipeline["Properties"]["Stages"]
+    ]
+    return sum(n for _, n in per_stage), per_stage
+
+
+def pipeline_template(outdir: Path) -> dict[str, Any]:
+    for template in outdir.glob("*.template.json"):
+        data = json.loads(template.read_text())
+        if any(r["Type"] == "AWS::CodePipeline::Pipeline" for r in data["Resources"].values()):
+            return data  # type: ignore[no-any-return]
+    raise RuntimeError(f"{outdir}: no pipeline template")
+
+
+def default_layout_template() -> dict[str, Any]:
+    """The same stacks with CDK Pipelines' default layout (compliance checks left out: the
+    comparison is about the shape of the pipeline only)."""
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(ROOT)!r})
+import aws_cdk as cdk
+from configuration import load_config
+from configuration.toolchain import cdk_cli_version
+from stacks.pipeline import PipelineStack
+context = json.load(open({str(ROOT / "cdk.json")!r}))["context"]
+app = cdk.App(outdir={str(OUT / "cdk.out-default-layout")!r}, context=context)
+config = load_config(__import__("pathlib").Path({str(ROOT / "config" / "default.toml")!r}))
+PipelineStack(app, "Pipeline", env=cdk.Environment(account=config.pipeline.account, region=config.pipeline.region),
+    config=config, config_path="config/default.toml", suffix="", cli_version=cdk_cli_version(), fast_layout=False)
+app.synth()
+"""
+    subprocess.run([str(PYTHON), "-c", script], env=_env(), check=True, capture_output=True)  # noqa: S603
+    return pipeline_template(OUT / "cdk.out-default-layout")
+
+
+def main() -> int:
+    if not CDK.exists() or not PYTHON.exists():
+        print(
+            "error: run `make setup` first (the benchmark uses the project's own toolchain).",
+            file=sys.stderr,
+        )
+        return 2
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    sys.path.insert(0, str(ROOT))
+    from configuration import load_config
+    from service.timing import release_phases, release_seconds
+
+    print(f"Measuring on {os.cpu_count()} cores, median of {RUNS} runs where noted...")
+    floor = floor_seconds()
+    default = synth_seconds(ROOT / "config" / "default.toml")
+    fleets = {count: synth_seconds(fleet_config(count), runs=1) for count in (2, 6, 12)}
+    ours, ours_stages = critical_path(pipeline_template(OUT / "cdk.out-default"))
+    baseline, baseline_stages = critical_path(default_layout_template())
+    config = load_config(ROOT / "config" / "default.toml")
+    releases = {
+        stage.name: {
+            "seconds": release_seconds(stage),
+            "phases": [(p.name, p.seconds) for p in release_phases(stage)],
+        }
+        for stage in config.stages
+    }
+    ratios = {
+        "synth_vs_floor": default / floor,
+        "twelve_vs_default": fleets[12] / default,
+        "critical_path_vs_default_layout": ours / baseline,
+    }
+    results = {
+        "floor_seconds": round(floor, 2),
+        "default_config_seconds": round(default, 2),
+        "fleet_seconds": {str(k): round(v, 2) for k, v in fleets.items()},
+        "critical_path": {
+            "ours": ours,
+            "default_layout": baseline,
+            "ours_by_stage": ours_stages,
+            "default_by_stage": baseline_stages,
+        },
+        "release_seconds": releases,
+        "ratios": {k: round(v, 2) for k, v in ratios.items()},
+        "targets": {k: {"limit": TARGETS[k], "met": ratios[k] <= TARGETS[k]} for k in TARGETS},
+    }
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "| measure | value | target |",
+        "| --- | --- | --- |",
+        f"| bare one-stack app synth (floor) | {floor:.1f} s | |",
+        f"| default config synth, all rule packs | {default:.1f} s ({ratios['synth_vs_floor']:.2f}x floor) | <= {TARGETS['synth_vs_floor']}x: {'met' if results['targets']['synth_vs_floor']['met'] else 'MISSED'} |",
+        *[
+            f"| synth with {count} targets | {seconds:.1f} s | |"
+            for count, seconds in fleets.items()
+        ],
+        f"| 12 targets vs default config | {ratios['twelve_vs_default']:.2f}x | <= {TARGETS['twelve_vs_default']}x: {'met' if results['targets']['twelve_vs_default']['met'] else 'MISSED'} |",
+        f"| critical path (sequential actions) | {ours} vs {baseline} default layout ({ratios['critical_path_vs_default_layout']:.0%}) | <= 60%: {'met' if results['targets']['critical_path_vs_default_layout']['met'] else 'MISSED'} |",
+        *[
+            f"| modelled release, {name} | {info['seconds'] / 60:.1f} min | |"
+            for name, info in releases.items()
+        ],
+    ]
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nResults: {OUT / 'results.json'} and {OUT / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
