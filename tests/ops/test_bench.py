@@ -1,0 +1,35 @@
+"""The benchmark's own arithmetic (its timings are measured by `make bench`, not asserted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import ops.bench
+from configuration import load_config
+from ops.bench import critical_path, fleet_config, pipeline_template
+
+from ..conftest import Synthesized
+
+
+def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> None:
+    total, by_stage = critical_path(pipeline_template(default_synth.outdir))
+    assert dict(by_stage) == {
+        "Source": 1,
+        "Build": 1,
+        "UpdatePipeline": 1,
+        "Assets": 1,  # one publishing action per asset type, in parallel
+        "SecurityScan": 1,
+        "staging": 3,  # network, service, smoke test
+        "prod": 4,  # approval, network, service, smoke test with termination protection
+    }
+    assert total == 12
+
+
+def test_fleet_configs_are_valid(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ops.bench, "OUT", tmp_path)
+    config = load_config(fleet_config(12))
+    assert [s.name for s in config.stages][-1] == "target11"
