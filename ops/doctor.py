@@ -64,7 +64,7 @@ def _error_code(error: Exception) -> str:
 
 def _is_no_credentials(error: Exception) -> bool:
     return type(error).__name__ in {
-        "MissingCredentialsErrorError",
+        "NoCredentialsError",
         "PartialCredentialsError",
         "ProfileNotFound",
     }
@@ -251,6 +251,13 @@ def check_certificate(session: Any, arn: str, domain: str | None) -> Check:
     return Check("certificate", arn, True, "ISSUED")
 
 
+def _covers(name: str, domain: str) -> bool:
+    """Whether a certificate name covers `domain`; a wildcard covers exactly one label."""
+    if name.startswith("*."):
+        return "." in domain and domain.split(".", 1)[1] == name[2:]
+    return name == domain
+
+
 def check_secret(session: Any, name: str, where: str) -> Check:
     try:
         session.client("secretsmanager").describe_secret(SecretId=name)
@@ -276,7 +283,12 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
     for stage in config.stages:
         accounts.setdefault(stage.account, stage.profile)
     for account, profile in accounts.items():
-        session = session_for(profile, pipeline.region)
+        try:
+            session = session_for(profile, pipeline.region)
+        except Exception as error:
+            if _is_no_credentials(error):
+                raise MissingCredentialsError(str(error)) from error
+            raise
         check = check_credentials(session, account, profile)
         checks.append(check)
         if check.ok:

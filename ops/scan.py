@@ -167,9 +167,17 @@ class Trivy:
         ]
 
     def config(self, target: Path, report: str) -> list[Finding]:
+        # Trivy does not follow a symlinked directory (the pipeline links cdk.out to the synth
+        # output): scan the real path, and refuse a scan that found nothing to scan at all.
+        real = target.resolve()
         data = self._run(
-            ["config", "--skip-check-update", "--severity", SEVERITIES, str(target)], report
+            ["config", "--skip-check-update", "--severity", SEVERITIES, str(real)], report
         )
+        if not data.get("Results"):
+            raise ScanError(
+                f"{target}: Trivy found no Dockerfile or template to scan; "
+                "a scan of nothing must not pass (synthesize first?)."
+            )
         findings = []
         for result in data.get("Results", []):
             for item in result.get("Misconfigurations") or []:

@@ -120,10 +120,18 @@ def required_actions(resource_types: Iterable[str]) -> dict[str, frozenset[str]]
     result: dict[str, frozenset[str]] = {}
     for resource_type in sorted(types):
         actions = handler_actions(resource_type)
+        # Schemas are not consistent about case ("EC2:CreateManagedPrefixList"); IAM is not
+        # case-sensitive, so compare and emit actions with a lower-case service prefix.
+        normalized = {_normalize(a) for a in actions}
         result[resource_type] = frozenset(
-            a for a in actions if a.split(":")[0] in services and not _for_users_or_groups(a)
+            a for a in normalized if a.split(":")[0] in services and not _for_users_or_groups(a)
         )
     return result
+
+
+def _normalize(action: str) -> str:
+    service, _, name = action.partition(":")
+    return f"{service.lower()}:{name}"
 
 
 def _for_users_or_groups(action: str) -> bool:

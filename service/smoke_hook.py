@@ -65,7 +65,6 @@ class SmokeHook(Construct):
             handler="hook.handler",
             timeout=HANDLER_TIMEOUT,
             memory_size=256,
-            reserved_concurrent_executions=2,
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             security_groups=[self.security_group],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -262,9 +263,9 @@ def _smoke_test(
         '--host "$SERVICE_HOST"',
         f"--port {443 if tls else 80}",
         f"--scheme {'https' if tls else 'http'}",
-        *([f"--server-name {service.domain_name}"] if service.domain_name else []),
+        *([f"--server-name {shlex.quote(service.domain_name)}"] if service.domain_name else []),
         '--expected-version "$SERVICE_VERSION"',
-        *[f"--check '{check.path}:{check.status}'" for check in config.release.smoke_checks],
+        *[f"--check {shlex.quote(f'{c.path}:{c.status}')}" for c in config.release.smoke_checks],
         "--attempts 6 --backoff 5 --timeout 5",
     ]
     return pipelines.CodeBuildStep(

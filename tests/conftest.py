@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import os
+
+# As in app.py: set before aws_cdk starts the jsii kernel, so tests synthesize exactly as `make`.
+os.environ.setdefault("CDK_VALIDATION", "false")
+
 import functools
 import json
 from collections.abc import Callable

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 from probe import Check, Settings, Target, run_checks
@@ -38,11 +39,20 @@ def settings_from_environment(env: dict[str, str]) -> tuple[Target, Settings, in
     return target, settings, int(env.get("MAX_ROUNDS", "6")), int(env.get("CALLBACK_DELAY", "15"))
 
 
-def handle(event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+# Time kept back from the function's timeout to answer ECS.
+SAFETY_SECONDS = 5.0
+
+
+def handle(
+    event: dict[str, Any], env: dict[str, str], remaining_seconds: float | None = None
+) -> dict[str, Any]:
     target, settings, max_rounds, delay = settings_from_environment(env)
     details = event.get("hookDetails") or {}
     round_number = int(details.get("round", "0")) + 1
-    outcome = run_checks(target, settings)
+    deadline = None
+    if remaining_seconds is not None:
+        deadline = time.monotonic() + remaining_seconds - SAFETY_SECONDS
+    outcome = run_checks(target, settings, deadline=deadline)
     revision = event.get("targetServiceRevisionArn", "unknown revision")
     if outcome.ok:
         LOG.info("green (%s) passed the smoke test in round %d", revision, round_number)
@@ -70,5 +80,6 @@ def handle(event: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     return {"hookStatus": "FAILED"}
 
 
-def handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    return handle(event, dict(os.environ))
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    remaining = context.get_remaining_time_in_millis() / 1000
+    return handle(event, dict(os.environ), remaining_seconds=remaining)

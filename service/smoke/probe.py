@@ -55,6 +55,7 @@ class Settings:
 class Outcome:
     ok: bool
     problems: list[str] = field(default_factory=list)
+    out_of_time: bool = False  # stopped at the deadline before every check had run
 
     def summary(self) -> str:
         return "all checks passed" if self.ok else "; ".join(self.problems)
@@ -116,21 +117,38 @@ def _attempt(target: Target, check: Check, settings: Settings, is_version: bool)
 
 
 def run_checks(
-    target: Target, settings: Settings, sleep: Callable[[float], None] = time.sleep
+    target: Target,
+    settings: Settings,
+    sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> Outcome:
-    """Health, version, then the configured paths; each with bounded retries and backoff."""
+    """Health, version, then the configured paths; each with bounded retries and backoff.
+
+    With a `deadline` (time.monotonic() seconds), no request or wait starts that could end after
+    it: the caller (a Lambda function) must answer before its own timeout.
+    """
     checks = [(Check("/healthz"), False), (Check("/version"), True)]
     checks += [(check, False) for check in settings.checks]
     problems: list[str] = []
+
+    def no_time_for(seconds: float) -> bool:
+        return deadline is not None and time.monotonic() + seconds > deadline
+
     for check, is_version in checks:
         delay = settings.backoff
         for attempt in range(1, settings.attempts + 1):
+            if no_time_for(settings.timeout):
+                problems.append(f"GET {check.path}: not checked, out of time for this round")
+                return Outcome(ok=False, problems=problems, out_of_time=True)
             problem = _attempt(target, check, settings, is_version)
             if problem is None:
                 break
             LOG.warning("attempt %d/%d: %s", attempt, settings.attempts, problem)
             if attempt == settings.attempts:
                 problems.append(problem)
+            elif no_time_for(delay + settings.timeout):
+                problems.append(problem)
+                return Outcome(ok=False, problems=problems, out_of_time=True)
             else:
                 sleep(delay)
                 delay *= 2

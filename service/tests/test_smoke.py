@@ -175,3 +175,36 @@ def test_cli_exit_codes(server: Any) -> None:
     args = ["--host", "127.0.0.1", "--port", port, "--scheme", "http", "--attempts", "1"]
     assert probe.main([*args, "--expected-version", GREEN, "--check", "/:200"]) == 0
     assert probe.main([*args, "--expected-version", BLUE]) == 1
+
+
+def test_the_hook_answers_before_the_function_times_out(server: Any) -> None:
+    """A slow green must not run the function past its timeout (a timed-out hook fails the
+    deployment at once): the round stops at the deadline and asks ECS to call again."""
+    server.mode = "slow"
+    port = server.server_address[1]
+    started = time.monotonic()
+    result = hook.handle(
+        _event(),
+        _env(port, TIMEOUT_SECONDS="0.5", ATTEMPTS="3"),
+        remaining_seconds=hook.SAFETY_SECONDS + 1.2,
+    )
+    assert time.monotonic() - started < 2.0
+    assert result["hookStatus"] == "IN_PROGRESS"
+    assert hook.handle(
+        _event(round_number=2),
+        _env(port, TIMEOUT_SECONDS="0.5"),
+        remaining_seconds=hook.SAFETY_SECONDS + 0.1,
+    ) == {"hookStatus": "FAILED"}
+
+
+def test_lambda_entry_point_uses_the_remaining_time(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in _env(server.server_address[1]).items():
+        monkeypatch.setenv(key, value)
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 60_000
+
+    assert hook.handler(_event(), Context()) == {"hookStatus": "SUCCEEDED"}

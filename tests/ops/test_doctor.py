@@ -265,3 +265,40 @@ def test_table_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_required_version_is_read_from_the_cloud_assembly(default_synth: Synthesized) -> None:
     assert required_bootstrap_version(default_synth.outdir) == 8
     assert "FAIL" in table([Check("x", "y", False, "z")])
+
+
+def test_botocore_credential_errors_become_the_plain_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real failure modes: no credentials anywhere (STS raises NoCredentialsError) and a
+    configured profile that does not exist (boto3.Session raises ProfileNotFound)."""
+    from botocore.exceptions import NoCredentialsError, ProfileNotFound
+
+    class NoCredentialsSession:
+        def client(self, name: str) -> Any:
+            class Client:
+                def get_caller_identity(self) -> Any:
+                    raise NoCredentialsError()
+
+            return Client()
+
+    config = _config(
+        tmp_path, f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/11111111-2222-4333-8444-555555555555"
+    )
+    assert main([str(config)], session_for=lambda profile, region: NoCredentialsSession()) == 2
+    assert "no AWS credentials available (Unable to locate credentials)" in capsys.readouterr().err
+
+    def missing_profile(profile: str | None, region: str) -> Any:
+        raise ProfileNotFound(profile="pipeline-admin")
+
+    assert main([str(config)], session_for=missing_profile) == 2
+    assert "pipeline-admin" in capsys.readouterr().err
+
+
+def test_wildcard_certificates_cover_exactly_one_label() -> None:
+    from ops.doctor import _covers
+
+    assert _covers("*.example.com", "app.example.com")
+    assert not _covers("*.example.com", "a.b.example.com")
+    assert not _covers("*.example.com", "example.com")
+    assert _covers("app.example.com", "app.example.com")

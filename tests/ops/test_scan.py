@@ -222,3 +222,42 @@ def test_image_is_built_from_the_published_asset(default_synth: Synthesized) -> 
     assert (directory / "Dockerfile").read_text() == (
         ROOT / "service" / "runtime" / "Dockerfile"
     ).read_text()
+
+
+def test_a_symlinked_cloud_assembly_is_scanned_for_real(verified: Path, tmp_path: Path) -> None:
+    # The pipeline links cdk.out to the synth output; Trivy ignores symlinked directories.
+    real = _clean_dir(tmp_path, "synth-output")
+    (real / "Open.template.json").write_text(
+        json.dumps(
+            {
+                "Resources": {
+                    "G": {
+                        "Type": "AWS::EC2::SecurityGroup",
+                        "Properties": {
+                            "GroupDescription": "x",
+                            "SecurityGroupIngress": [
+                                {
+                                    "CidrIp": "0.0.0.0/0",
+                                    "IpProtocol": "tcp",
+                                    "FromPort": 22,
+                                    "ToPort": 22,
+                                    "Description": "ssh",
+                                }
+                            ],
+                        },
+                    }
+                }
+            }
+        )
+    )
+    link = tmp_path / "cdk.out"
+    link.symlink_to(real, target_is_directory=True)
+    found = Trivy(verified, tmp_path / "reports", None).config(link, "templates.json")
+    assert "AWS-0107" in {f.id for f in found}
+
+
+def test_a_scan_of_nothing_does_not_pass(verified: Path, tmp_path: Path) -> None:
+    with pytest.raises(ScanError, match="no Dockerfile or template to scan"):
+        Trivy(verified, tmp_path / "reports", None).config(
+            _clean_dir(tmp_path, "empty"), "templates.json"
+        )

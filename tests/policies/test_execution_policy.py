@@ -112,3 +112,39 @@ def test_boundary_denies_identity_changes() -> None:
         a for s in boundary["document"]["Statement"] if s["Effect"] == "Allow" for a in s["Action"]
     ]
     assert not any(a == "*" or a.endswith(":*") for a in allows)
+
+
+def _stage_role_actions(synthesized: Synthesized) -> set[str]:
+    """Every action the stages' own policies grant to their roles (inline and role policies)."""
+    actions: set[str] = set()
+    for stage in synthesized.stack.stages:
+        for stack in stage.stacks:
+            template = Template.from_stack(stack)
+            documents = [
+                p["Properties"]["PolicyDocument"]
+                for p in template.find_resources("AWS::IAM::Policy").values()
+            ]
+            for role in template.find_resources("AWS::IAM::Role").values():
+                documents += [p["PolicyDocument"] for p in role["Properties"].get("Policies", [])]
+            for document in documents:
+                for statement in document["Statement"]:
+                    if statement["Effect"] == "Allow":
+                        names = (
+                            statement["Action"]
+                            if isinstance(statement["Action"], list)
+                            else [statement["Action"]]
+                        )
+                        actions.update(names)
+    return actions
+
+
+def test_the_boundary_lets_every_stage_role_do_what_its_policies_grant(
+    default_synth: Synthesized, imported_synth: Synthesized
+) -> None:
+    boundary = json.loads(PERMISSIONS_BOUNDARY.read_text())
+    as_policies = [{"document": boundary["document"]}]
+    for synthesized in (default_synth, imported_synth):
+        actions = _stage_role_actions(synthesized)
+        assert "lambda:InvokeFunction" in actions  # the ECS hook role
+        blocked = sorted(a for a in actions if not allowed(a, as_policies))
+        assert blocked == [], f"the permissions boundary would deny: {blocked}"
