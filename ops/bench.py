@@ -52,6 +52,8 @@ def _env() -> dict[str, str]:
         "PATH": f"{ROOT / 'node_modules' / '.bin'}:{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
         "CDK_DISABLE_VERSION_CHECK": "true",
         "CDK_DISABLE_CLI_TELEMETRY": "true",
+        # The floor runs with the same setting app.py uses, so the comparison is like for like.
+        "CDK_VALIDATION": "false",
     }
 
 

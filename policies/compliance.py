@@ -245,11 +245,13 @@ class Compliance:
         )
 
     def _apply(self, root: IConstruct, items: list[AppliedAcknowledgement]) -> None:
+        # Only for this pass: constructs are added between prepare_stage and register.
+        cache: dict[str, IConstruct | None] = {}
         for item in items:
             key = (item.finding, item.construct_path)
             if key in self._done:
                 continue
-            construct = _find(root, item.construct_path)
+            construct = _find(root, item.construct_path, cache)
             # Stages differ between configs (an imported VPC has no Network stack), so a path
             # may not exist; the stale-acknowledgement test proves each entry matches a finding.
             if construct is not None:
@@ -331,12 +333,21 @@ def failed_plugins(outdir: Path) -> list[str]:
     ]
 
 
-def _find(root: IConstruct, path: str) -> IConstruct | None:
+def _find(
+    root: IConstruct, path: str, cache: dict[str, IConstruct | None] | None = None
+) -> IConstruct | None:
+    """The construct at `path` below `root`. Each step is a call into the jsii kernel, and the
+    acknowledged paths share long prefixes, so callers that look up many paths pass a cache."""
+    cache = {} if cache is None else cache
     node: IConstruct | None = root
+    prefix = ""
     for part in path.split("/"):
+        prefix = f"{prefix}/{part}"
+        if prefix not in cache:
+            cache[prefix] = None if node is None else node.node.try_find_child(part)
+        node = cache[prefix]
         if node is None:
             return None
-        node = node.node.try_find_child(part)
     return node
 
 
