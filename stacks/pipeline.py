@@ -66,6 +66,10 @@ class PipelineStack(Stack):
             partial_build_spec=codebuild.BuildSpec.from_object(
                 {"phases": {"install": {"runtime-versions": {"python": "3.11", "nodejs": "20"}}}}
             ),
+            # The test suite synthesizes on two workers (each with its own jsii kernel).
+            build_environment=codebuild.BuildEnvironment(
+                build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM
+            ),
         )
         self.scan = _security_scan(self, source, synth, self.access_logs)
 

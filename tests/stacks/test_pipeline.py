@@ -343,3 +343,13 @@ def test_notification_emails_are_subscribed(imported_synth: Synthesized) -> None
     Template.from_stack(imported_synth.stack).has_resource_properties(
         "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "platform-team@example.com"}
     )
+
+
+def test_synth_step_has_room_for_the_parallel_test_suite(template: Template) -> None:
+    project = next(
+        p
+        for p in template.find_resources("AWS::CodeBuild::Project").values()
+        if "make synth CONFIG=" in p["Properties"]["Source"]["BuildSpec"]
+    )
+    assert project["Properties"]["Environment"]["ComputeType"] == "BUILD_GENERAL1_MEDIUM"
+    assert project["Properties"]["Environment"]["Image"] == "aws/codebuild/standard:7.0"
