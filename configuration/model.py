@@ -510,6 +510,20 @@ class DeploymentConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _targets_are_not_the_pipeline_account(self) -> Self:
+        for index, stage in enumerate(self.stages):
+            if stage.account == self.pipeline.account:
+                raise _fail(
+                    "account",
+                    "a target must be an account of its own: the pipeline account is bootstrapped "
+                    "to deploy the pipeline itself, while targets get the least-privilege execution "
+                    "policies and trust the pipeline account",
+                    field=f"stages[{index}].account",
+                    value=stage.account,
+                )
+        return self
+
+    @model_validator(mode="after")
     def _unique_stage_names(self) -> Self:
         seen: set[str] = set()
         for index, stage in enumerate(self.stages):

@@ -349,6 +349,13 @@ BAD_VALUES = [
         "NAT gateways use",
     ),
     (
+        "target in the pipeline account",
+        ('account = "222222222222"', "eu-west-1:222222222222:certificate"),
+        ('account = "111111111111"', "eu-west-1:111111111111:certificate"),
+        "stages[0].account",
+        "account of its own",
+    ),
+    (
         "unknown extra pack",
         "extra_packs = []",
         'extra_packs = ["SOC2"]',
