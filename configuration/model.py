@@ -516,8 +516,8 @@ class DeploymentConfig(_Model):
                 raise _fail(
                     "account",
                     "a target must be an account of its own: the pipeline account is bootstrapped "
-                    "to deploy the pipeline itself, while targets get the least-privilege execution "
-                    "policies and trust the pipeline account",
+                    "to deploy the pipeline itself, while targets get the least-privilege "
+                    "execution policies and trust the pipeline account",
                     field=f"stages[{index}].account",
                     value=stage.account,
                 )
