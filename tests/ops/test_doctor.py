@@ -18,10 +18,11 @@ from ops.doctor import Check, MissingCredentialsError, main, required_bootstrap_
 
 from ..conftest import Synthesized
 
-ACCOUNT = "123456789012"  # moto's account
+ACCOUNT = "123456789012"  # moto's account: the target
+PIPELINE = "111111111111"  # the pipeline account, answered by a stubbed STS (profile "pipeline")
 REGION = "eu-west-1"
 CONNECTION = (
-    f"arn:aws:codeconnections:{REGION}:{ACCOUNT}:connection/00000000-0000-4000-8000-000000000000"
+    f"arn:aws:codeconnections:{REGION}:{PIPELINE}:connection/00000000-0000-4000-8000-000000000000"
 )
 
 
@@ -33,8 +34,9 @@ def _config(
         f"""
 [pipeline]
 project = "webapp"
-account = "{ACCOUNT}"
+account = "{PIPELINE}"
 region = "{REGION}"
+profile = "pipeline"
 [pipeline.source]
 repository = "example-org/webapp"
 branch = "main"
@@ -54,14 +56,30 @@ domain_name = "app.example.com"
 
 
 class Session:
-    """A boto3 session whose CodeConnections client is stubbed (moto does not implement it)."""
+    """A boto3 session on moto whose CodeConnections client is stubbed (moto does not implement
+    it), and whose STS answers for the pipeline account when used with the pipeline's profile
+    (moto serves a single account)."""
 
-    def __init__(self, region: str, connection_status: str | None) -> None:
+    def __init__(
+        self, region: str, connection_status: str | None, profile: str | None = None
+    ) -> None:
         self._session = boto3.Session(region_name=region)
         self._status = connection_status
+        self._profile = profile
 
     def client(self, name: str) -> Any:
         client = self._session.client(name)
+        if name == "sts" and self._profile == "pipeline":
+            stubber = Stubber(client)
+            stubber.add_response(
+                "get_caller_identity",
+                {
+                    "Account": PIPELINE,
+                    "UserId": "AIDAEXAMPLE",
+                    "Arn": f"arn:aws:iam::{PIPELINE}:user/operator",
+                },
+            )
+            stubber.activate()
         if name == "codeconnections":
             stubber = Stubber(client)
             if self._status is None:
@@ -84,7 +102,7 @@ def aws() -> Iterator[None]:
 
 def _bootstrap(
     version: str = "30",
-    trusted: str = ACCOUNT,
+    trusted: str = PIPELINE,
     policies: tuple[str, ...] = ("webapp-cfn-execution-1", "webapp-cfn-execution-2"),
 ) -> None:
     boto3.client("ssm", region_name=REGION).put_parameter(
@@ -141,7 +159,7 @@ def _run(
     tmp_path: Path, certificate: str, status: str | None = "AVAILABLE", **kwargs: str
 ) -> dict[str, list[Check]]:
     config = load_config(_config(tmp_path, certificate, **kwargs))
-    return _results(run(config, lambda profile, region: Session(region, status), 21))
+    return _results(run(config, lambda profile, region: Session(region, status, profile), 21))
 
 
 @pytest.mark.usefixtures("aws")
@@ -163,7 +181,7 @@ def test_a_ready_account_passes_everything_but_an_unvalidated_certificate(tmp_pa
 def test_missing_bootstrap_is_reported_with_the_command_to_run(tmp_path: Path) -> None:
     [check] = _run(tmp_path, _certificate())["bootstrapped"][:1]
     assert not check.ok and check.detail == "not bootstrapped"
-    assert f"cdk bootstrap aws://{ACCOUNT}/{REGION}" in check.fix
+    assert f"cdk bootstrap aws://{PIPELINE}/{REGION}" in check.fix
 
 
 @pytest.mark.usefixtures("aws")
@@ -177,7 +195,7 @@ def test_old_bootstrap_version_fails(tmp_path: Path) -> None:
 def test_target_that_does_not_trust_the_pipeline_fails(tmp_path: Path) -> None:
     _bootstrap(trusted="999999999999")
     [check] = _run(tmp_path, _certificate())["trusts pipeline"]
-    assert not check.ok and "--trust 123456789012" in check.fix
+    assert not check.ok and f"--trust {PIPELINE}" in check.fix
 
 
 @pytest.mark.usefixtures("aws")
@@ -231,7 +249,9 @@ def test_credentials_of_another_account_fail_and_skip_that_accounts_checks(tmp_p
     other = config.model_copy(
         update={"stages": [config.stages[0].model_copy(update={"account": "222222222222"})]}
     )
-    results = _results(run(other, lambda profile, region: Session(region, "AVAILABLE"), 21))
+    results = _results(
+        run(other, lambda profile, region: Session(region, "AVAILABLE", profile), 21)
+    )
     failed = [c for c in results["credentials"] if not c.ok]
     assert len(failed) == 1 and "belong to 123456789012" in failed[0].detail
     assert "certificate" not in results
