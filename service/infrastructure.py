@@ -9,12 +9,11 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from components.log_key import log_encryption_key
+from components.keys import encrypted_log_group, log_encryption_key
 from configuration import ReleaseConfig, ServiceConfig
 from service.monitoring import Monitoring
 from service.smoke_hook import SmokeHook
@@ -74,13 +73,7 @@ class WebService(Construct):
             description=f"Encrypts the {service_name} container and WAF logs",
             removal_policy=removal_policy,
         )
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            encryption_key=key,
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=removal_policy,
-        )
+        log_group = encrypted_log_group(self, "Logs", key=key, removal_policy=removal_policy)
 
         task_definition = ecs.FargateTaskDefinition(
             self,
@@ -260,14 +253,13 @@ class WebService(Construct):
             resource_arn=self.load_balancer.load_balancer_arn,
             web_acl_arn=self.web_acl.attr_arn,
         )
-        waf_logs = logs.LogGroup(
+        waf_logs = encrypted_log_group(
             self,
             "WebAclLogs",
+            key=key,
+            removal_policy=removal_policy,
             # WAF accepts only log groups whose name starts with this prefix.
             log_group_name=f"aws-waf-logs-{Stack.of(self).stack_name}",
-            encryption_key=key,
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=removal_policy,
         )
         wafv2.CfnLoggingConfiguration(
             self,

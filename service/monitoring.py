@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from components.keys import publisher_key
 from configuration import ReleaseConfig
 
 PERIOD = Duration.minutes(1)
@@ -36,24 +35,15 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._load_balancer = load_balancer
-        self._target_groups = target_groups
 
-        key = kms.Key(
+        # CloudWatch publishes alarm notifications to the encrypted topic.
+        key = publisher_key(
             self,
             "TopicKey",
             description="Encrypts the service's alarm notifications",
-            enable_key_rotation=True,
             removal_policy=removal_policy,
-        )
-        # CloudWatch publishes alarm notifications to the encrypted topic.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarms",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
-            )
+            sid="AllowCloudWatchAlarms",
+            service="cloudwatch.amazonaws.com",
         )
         self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
 

@@ -10,9 +10,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from components.keys import encrypted_log_group
 from configuration import ReleaseConfig
 
 SMOKE_DIR = Path(__file__).resolve().parent / "smoke"
@@ -49,13 +49,7 @@ class SmokeHook(Construct):
         self.security_group.add_egress_rule(
             ec2.Peer.any_ipv4(), ec2.Port.tcp(release.test_port), "The test listener"
         )
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            encryption_key=log_key,
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=removal_policy,
-        )
+        log_group = encrypted_log_group(self, "Logs", key=log_key, removal_policy=removal_policy)
         self.function = lambda_.Function(
             self,
             "Function",

@@ -6,10 +6,9 @@ from typing import Any
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from components.log_key import log_encryption_key
+from components.keys import encrypted_log_group, log_encryption_key
 from configuration import NetworkConfig
 
 
@@ -60,12 +59,8 @@ class NetworkStack(Stack):
             description="Encrypts the VPC flow logs",
             removal_policy=removal_policy,
         )
-        flow_log_group = logs.LogGroup(
-            self,
-            "FlowLogs",
-            encryption_key=flow_log_key,
-            retention=logs.RetentionDays.THREE_MONTHS,
-            removal_policy=removal_policy,
+        flow_log_group = encrypted_log_group(
+            self, "FlowLogs", key=flow_log_key, removal_policy=removal_policy
         )
         self.vpc.add_flow_log(
             "FlowLog",

@@ -17,6 +17,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
+from components.keys import publisher_key
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
 from configuration.waves import plan_waves
@@ -287,21 +288,13 @@ def _notifications(
     scope: Construct, pipeline: codepipeline.Pipeline, emails: list[str]
 ) -> sns.Topic:
     """Failed and succeeded executions and approvals waiting, to a KMS-encrypted topic."""
-    key = kms.Key(
+    key = publisher_key(
         scope,
         "NotificationKey",
         description="Encrypts the pipeline's notifications",
-        enable_key_rotation=True,
         removal_policy=RemovalPolicy.DESTROY,
-    )
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="AllowCodeStarNotifications",
-            principals=[iam.ServicePrincipal("codestar-notifications.amazonaws.com")],
-            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(scope).account}},
-        )
+        sid="AllowCodeStarNotifications",
+        service="codestar-notifications.amazonaws.com",
     )
     topic = sns.Topic(scope, "Notifications", master_key=key, enforce_ssl=True)
     for email in emails:
