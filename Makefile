@@ -81,7 +81,7 @@ lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	cd service/smoke && ../../$(VENV)/bin/mypy --strict --explicit-package-bases probe.py hook.py
+	cd service/smoke && ../../$(VENV)/bin/mypy --strict --explicit-package-bases --cache-dir ../../.mypy_cache/smoke probe.py hook.py
 
 lock: ## Re-resolve requirements*.txt (with hashes) from requirements*.in
 	$(PYTHON) -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools==7.6.2

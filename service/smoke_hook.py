@@ -55,7 +55,11 @@ class SmokeHook(Construct):
             "Function",
             runtime=lambda_.Runtime.PYTHON_3_14,
             architecture=lambda_.Architecture.ARM_64,
-            code=lambda_.Code.from_asset(str(SMOKE_DIR), exclude=["__pycache__"]),
+            # Only the two modules: caches that tools leave in the folder (mypy, pycache)
+            # would change the asset hash and redeploy the function on every run.
+            code=lambda_.Code.from_asset(
+                str(SMOKE_DIR), exclude=["*", ".*", "!hook.py", "!probe.py"]
+            ),
             handler="hook.handler",
             timeout=HANDLER_TIMEOUT,
             memory_size=256,

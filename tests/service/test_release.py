@@ -284,3 +284,39 @@ def test_routine_releases_never_change_the_listener_rules(
     new_task = Template.from_stack(new).find_resources("AWS::ECS::TaskDefinition")
     assert old_task != new_task
     assert _ecs_service(Template.from_stack(new))["DesiredCount"] == 5
+
+
+def test_the_hook_is_packaged_from_its_two_modules_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tool cache left in service/smoke (mypy's, say) must not reach the function: it would
+    change the asset hash and redeploy the function on every pipeline run."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+
+    import service.smoke_hook
+    from configuration import ReleaseConfig
+
+    smoke = tmp_path / "smoke"
+    shutil.copytree(service.smoke_hook.SMOKE_DIR, smoke)
+    (smoke / ".mypy_cache").mkdir(exist_ok=True)
+    (smoke / ".mypy_cache" / "cache.db").write_text("stray")
+    monkeypatch.setattr(service.smoke_hook, "SMOKE_DIR", smoke)
+    app = cdk.App(outdir=str(tmp_path / "out"))
+    stack = cdk.Stack(app, "Hook", env=cdk.Environment(account="123456789012", region="eu-west-1"))
+    vpc = ec2.Vpc(stack, "Vpc", availability_zones=["eu-west-1a", "eu-west-1b"])
+    service.smoke_hook.SmokeHook(
+        stack,
+        "SmokeHook",
+        vpc=vpc,
+        host="lb.example.com",
+        scheme="https",
+        server_name=None,
+        expected_version="v1",
+        release=ReleaseConfig(),
+        log_key=cdk.aws_kms.Key(stack, "Key"),
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+    )
+    assembly = app.synth()
+    [asset] = [p for p in Path(assembly.directory).glob("asset.*") if p.is_dir()]
+    assert sorted(p.name for p in asset.iterdir()) == ["hook.py", "probe.py"]
