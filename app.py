@@ -23,7 +23,7 @@ import aws_cdk as cdk
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT, cdk_cli_version
-from policies.compliance import Acknowledgement, Compliance, describe_failures, failed_plugins
+from policies.compliance import Acknowledgement, Compliance, ValidationReport
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -57,10 +57,10 @@ def main() -> int:
         print(failure.format(plugins="see above"), file=sys.stderr)
         return 1
     outdir = Path(assembly.directory)
-    failed = failed_plugins(outdir)
-    if failed:
-        print(describe_failures(outdir) + "\n", file=sys.stderr)
-        print(failure.format(plugins=", ".join(failed)), file=sys.stderr)
+    report = ValidationReport.read(outdir)
+    if report.failed_plugins:
+        print(report.describe_failures() + "\n", file=sys.stderr)
+        print(failure.format(plugins=", ".join(report.failed_plugins)), file=sys.stderr)
         return 1
     compliance.write_report(outdir)
     print(compliance.summary(), file=sys.stderr)

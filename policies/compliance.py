@@ -296,41 +296,68 @@ class Compliance:
         return report
 
 
-def describe_failures(outdir: Path) -> str:
-    """The failed findings of `outdir`'s validation report, one block each."""
-    report = outdir / "validation-report.json"
-    if not report.exists():
-        return ""
-    blocks: list[str] = []
-    for plugin in json.loads(report.read_text(encoding="utf-8")).get("pluginReports", []):
-        if plugin.get("conclusion") == "success":
-            continue
-        name = str(plugin["pluginName"]).replace(" ", "-")
-        for violation in plugin.get("violations", []):
-            for construct in violation.get("violatingConstructs", []):
-                blocks.append(
-                    f"{violation.get('severity', 'error').upper()} {violation['description']}\n"
-                    f"   {construct['constructPath']}\n"
-                    f"   Acknowledge with '{name}::{violation['ruleName']}'"
-                )
-    return "\n\n".join(blocks)
+@dataclass(frozen=True)
+class Finding:
+    """One violation in a validation report, on one construct."""
+
+    plugin: str
+    rule: str
+    construct_path: str
+    description: str
+    severity: str
+
+    @property
+    def acknowledgement_id(self) -> str:
+        """The id to acknowledge it with, as synthesis prints it."""
+        return f"{self.plugin.replace(' ', '-')}::{self.rule}"
 
 
-def failed_plugins(outdir: Path) -> list[str]:
-    """Validation plugins that reported a failure in `outdir`'s validation report.
+@dataclass(frozen=True)
+class ValidationReport:
+    """The validation-report.json CDK writes into the output directory.
 
     Run by the CDK CLI, the app's synth does not raise on a failed validation (the CLI reads the
     report and fails afterwards), so the report is the one place to ask.
     """
-    report = outdir / "validation-report.json"
-    if not report.exists():
-        return []
-    data = json.loads(report.read_text(encoding="utf-8"))
-    return [
-        str(plugin["pluginName"])
-        for plugin in data.get("pluginReports", [])
-        if plugin.get("conclusion") != "success"
-    ]
+
+    conclusions: dict[str, str]
+    findings: list[Finding]
+
+    @classmethod
+    def read(cls, outdir: Path) -> ValidationReport:
+        path = outdir / "validation-report.json"
+        if not path.exists():
+            return cls({}, [])
+        plugins = json.loads(path.read_text(encoding="utf-8")).get("pluginReports", [])
+        return cls(
+            {str(p["pluginName"]): str(p.get("conclusion")) for p in plugins},
+            [
+                Finding(
+                    str(plugin["pluginName"]),
+                    str(violation["ruleName"]),
+                    str(construct["constructPath"]),
+                    str(violation["description"]),
+                    str(violation.get("severity", "error")),
+                )
+                for plugin in plugins
+                for violation in plugin.get("violations", [])
+                for construct in violation.get("violatingConstructs", [])
+            ],
+        )
+
+    @property
+    def failed_plugins(self) -> list[str]:
+        return [name for name, conclusion in self.conclusions.items() if conclusion != "success"]
+
+    def describe_failures(self) -> str:
+        """The findings of the failed plugins, one block each, with the id to acknowledge."""
+        failed = set(self.failed_plugins)
+        return "\n\n".join(
+            f"{f.severity.upper()} {f.description}\n   {f.construct_path}\n"
+            f"   Acknowledge with '{f.acknowledgement_id}'"
+            for f in self.findings
+            if f.plugin in failed
+        )
 
 
 def _find(

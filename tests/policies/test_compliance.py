@@ -16,6 +16,7 @@ from configuration import ConfigError
 from policies.compliance import (
     ACKNOWLEDGEMENTS,
     AppliedAcknowledgement,
+    ValidationReport,
     _find,
     expand,
     load_acknowledgements,
@@ -27,21 +28,13 @@ from ..conftest import DEFAULT_CONFIG, FIXTURES, Synthesized, synthesize
 
 def _findings(outdir: Path) -> set[tuple[str, str]]:
     """(finding id as it is acknowledged, construct path) of every violation in the report."""
-    report = json.loads((outdir / "validation-report.json").read_text())
     return {
-        (
-            f"{plugin['pluginName'].replace(' ', '-')}::{violation['ruleName']}",
-            construct["constructPath"],
-        )
-        for plugin in report["pluginReports"]
-        for violation in plugin["violations"]
-        for construct in violation["violatingConstructs"]
+        (f.acknowledgement_id, f.construct_path) for f in ValidationReport.read(outdir).findings
     }
 
 
 def _conclusions(outdir: Path) -> dict[str, str]:
-    report = json.loads((outdir / "validation-report.json").read_text())
-    return {plugin["pluginName"]: plugin["conclusion"] for plugin in report["pluginReports"]}
+    return ValidationReport.read(outdir).conclusions
 
 
 def test_default_config_has_zero_unacknowledged_findings(default_synth: Synthesized) -> None:
