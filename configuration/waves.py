@@ -31,6 +31,16 @@ class Wave:
     def actions(self) -> int:
         return int(self.approval) + sum(actions_for(stage) for stage in self.stages)
 
+    @property
+    def standalone(self) -> bool:
+        """A wave of one target: CDK Pipelines lays it out as a plain stage named after it."""
+        return len(self.stages) == 1
+
+    def step_prefix(self, stage: StageConfig) -> str:
+        """Where CDK Pipelines puts the construct of a target's step (construct path segment):
+        `<stage>/` for a standalone target, `<wave>/<stage>.` inside a wave of several."""
+        return f"{stage.name}/" if self.standalone else f"{self.name}/{stage.name}."
+
 
 class WaveError(ValueError):
     """The fleet cannot be laid out within CodePipeline's quotas; str() says why."""

@@ -151,15 +151,11 @@ def _paths(
 
 
 def _step_prefixes(config: DeploymentConfig) -> dict[str, str]:
-    """Where CDK Pipelines puts a target's steps: `<stage>/` when the target has a pipeline stage
-    of its own, `<wave>/<stage>.` inside a wave of several targets."""
-    prefixes: dict[str, str] = {}
-    for wave in plan_waves(list(config.stages)):
-        for stage in wave.stages:
-            # A wave of one target is laid out like a plain stage.
-            single = len(wave.stages) == 1
-            prefixes[stage.name] = f"{stage.name}/" if single else f"{wave.name}/{stage.name}."
-    return prefixes
+    return {
+        stage.name: wave.step_prefix(stage)
+        for wave in plan_waves(list(config.stages))
+        for stage in wave.stages
+    }
 
 
 _LOGICAL_ID = re.compile(r"<@([^>]+)>")

@@ -104,8 +104,7 @@ class PipelineStack(Stack):
             pre: list[pipelines.Step] = []
             if wave_plan.approval:
                 pre.append(pipelines.ManualApprovalStep(f"Approve-{wave_plan.name}"))
-            single = len(wave_plan.stages) == 1 and wave_plan.stages[0].wave is None
-            wave = None if single else self.pipeline.add_wave(wave_plan.name, pre=pre)
+            wave = None if wave_plan.standalone else self.pipeline.add_wave(wave_plan.name, pre=pre)
             for stage_config in wave_plan.stages:
                 stage = DeploymentStage(
                     self,
