@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from configuration.toolchain import ROOT
+from ops.diagram import pipeline_template
 
 OUT = ROOT / "build" / "bench"
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
@@ -135,36 +136,45 @@ def critical_path(template: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]
     return sum(n for _, n in per_stage), per_stage
 
 
-def pipeline_template(outdir: Path) -> dict[str, Any]:
-    for template in outdir.glob("*.template.json"):
-        data = json.loads(template.read_text())
-        if any(r["Type"] == "AWS::CodePipeline::Pipeline" for r in data["Resources"].values()):
-            return data  # type: ignore[no-any-return]
-    raise RuntimeError(f"{outdir}: no pipeline template")
-
-
 def default_layout_template() -> dict[str, Any]:
-    """The same stacks with CDK Pipelines' default layout (compliance checks left out: the
-    comparison is about the shape of the pipeline only)."""
-    script = f"""
-import json, sys
-sys.path.insert(0, {str(ROOT)!r})
-import aws_cdk as cdk
-from configuration import load_config
-from configuration.toolchain import cdk_cli_version
-from stacks.pipeline import PipelineStack
-context = json.load(open({str(ROOT / "cdk.json")!r}))["context"]
-app = cdk.App(outdir={str(OUT / "cdk.out-default-layout")!r}, context=context)
-config = load_config(__import__("pathlib").Path({str(ROOT / "config" / "default.toml")!r}))
-PipelineStack(app, "Pipeline", env=cdk.Environment(account=config.pipeline.account, region=config.pipeline.region),
-    config=config, config_path="config/default.toml", suffix="", cli_version=cdk_cli_version(), fast_layout=False)
-app.synth()
-"""
-    subprocess.run([str(PYTHON), "-c", script], env=_env(), check=True, capture_output=True)  # noqa: S603
-    return pipeline_template(OUT / "cdk.out-default-layout")
+    """The same stacks with CDK Pipelines' default layout, synthesized in a fresh process (its own
+    jsii kernel, the same environment as the other measurements)."""
+    outdir = OUT / "cdk.out-default-layout"
+    argv = [str(PYTHON), "-m", "ops.bench", "--default-layout", str(outdir)]
+    subprocess.run(argv, cwd=ROOT, env=_env(), check=True, capture_output=True)  # noqa: S603
+    return pipeline_template(outdir)
 
 
-def main() -> int:
+def _synthesize_default_layout(outdir: Path) -> None:
+    """The pipeline stack of the default config with `fast_layout=False`. The compliance checks
+    are left out: the comparison is about the shape of the pipeline only."""
+    import aws_cdk as cdk
+
+    from configuration import load_config
+    from configuration.toolchain import cdk_cli_version
+    from stacks.pipeline import PipelineStack
+
+    config = load_config(ROOT / "config" / "default.toml")
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    app = cdk.App(outdir=str(outdir), context=context)
+    PipelineStack(
+        app,
+        "Pipeline",
+        env=cdk.Environment(account=config.pipeline.account, region=config.pipeline.region),
+        config=config,
+        config_path="config/default.toml",
+        suffix="",
+        cli_version=cdk_cli_version(),
+        fast_layout=False,
+    )
+    app.synth()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--default-layout"]:
+        _synthesize_default_layout(Path(args[1]))
+        return 0
     if not CDK.exists() or not PYTHON.exists():
         print(
             "error: run `make setup` first (the benchmark uses the project's own toolchain).",

@@ -6,7 +6,8 @@ import pytest
 
 import ops.bench
 from configuration import load_config
-from ops.bench import critical_path, fleet_config, pipeline_template
+from ops.bench import critical_path, fleet_config
+from ops.diagram import pipeline_template
 
 from ..conftest import Synthesized
 
