@@ -43,6 +43,7 @@ class ManagedPolicy:
     description: str
     document: dict[str, Any]
     partition: str
+    boundary: bool = False  # the permissions boundary, rather than an execution policy
 
     @property
     def arn(self) -> str:
@@ -57,6 +58,12 @@ class Account:
     profile: str | None
     role: str  # "pipeline" or "target"
     policies: tuple[ManagedPolicy, ...] = ()
+
+    @property
+    def execution_policies(self) -> list[ManagedPolicy]:
+        """The policies CloudFormation runs with in this account (bootstrap's
+        --cloudformation-execution-policies)."""
+        return [policy for policy in self.policies if not policy.boundary]
 
 
 @dataclass
@@ -85,8 +92,9 @@ def plan(config: DeploymentConfig) -> Plan:
         partition = partition_of(environments[0][0])
         policies = _target_policies(account, project, partition)
         profile = next((p for _, _, p in environments if p), None)
-        result.accounts.append(Account(account, profile, "target", policies))
-        execution = ",".join(p.arn for p in policies if p.name != f"{project}-permissions-boundary")
+        target = Account(account, profile, "target", policies)
+        result.accounts.append(target)
+        execution = ",".join(policy.arn for policy in target.execution_policies)
         seen_regions: set[str] = set()
         for region, _production, _profile in environments:
             if region in seen_regions:
@@ -133,28 +141,24 @@ def plan(config: DeploymentConfig) -> Plan:
 
 
 def _target_policies(account: str, project: str, partition: str) -> tuple[ManagedPolicy, ...]:
-    boundary = json.loads(PERMISSIONS_BOUNDARY.read_text())
     values = {"partition": partition, "account": account, "project": project}
-    policies = [
+    boundary = json.loads(PERMISSIONS_BOUNDARY.read_text())
+    sources = [(boundary, "Permissions boundary of every role the stage stacks create", True)]
+    sources += [
+        (policy, "CloudFormation execution policy for the stages (least privilege)", False)
+        for policy in load_policies()
+    ]
+    return tuple(
         ManagedPolicy(
             account,
-            boundary["name"].replace("{project}", project),
-            "Permissions boundary of every role the stage stacks create",
-            render(boundary["document"], **values),
+            source["name"].replace("{project}", project),
+            description,
+            render(source["document"], **values),
             partition,
+            is_boundary,
         )
-    ]
-    for policy in load_policies():
-        policies.append(
-            ManagedPolicy(
-                account,
-                policy["name"].replace("{project}", project),
-                "CloudFormation execution policy for the stages (least privilege)",
-                render(policy["document"], **values),
-                partition,
-            )
-        )
-    return tuple(policies)
+        for source, description, is_boundary in sources
+    )
 
 
 def describe(result: Plan, policy_dir: Path) -> str:

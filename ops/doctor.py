@@ -295,9 +295,7 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
             sessions[account] = profile
 
     policies = {
-        account.account: [
-            p.name for p in account.policies if not p.name.endswith("permissions-boundary")
-        ]
+        account.account: [policy.name for policy in account.execution_policies]
         for account in plan(config).accounts
     }
     environments: list[tuple[str, str, str | None]] = [(pipeline.account, pipeline.region, None)]
