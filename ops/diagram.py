@@ -98,10 +98,7 @@ class Trust:
 
 def read_trust(cloud_assembly: Path, template: dict[str, Any]) -> tuple[str, list[Trust]]:
     """The pipeline account and every cross-account role use the assembly implies."""
-    pipeline_account = ""
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::CodePipeline::Pipeline":
-            pipeline_account = _pipeline_account(cloud_assembly)
+    pipeline_account = _pipeline_account(cloud_assembly)
     trusts: dict[tuple[str, str], Trust] = {}
     for stage in read_stages(template):
         for action in stage.actions:

@@ -51,7 +51,6 @@ def synthesize(
     suffix: str = "",
     context: dict[str, Any] | None = None,
     acknowledgements: list[Acknowledgement] | None = None,
-    modify: Callable[[PipelineStack], None] | None = None,
 ) -> Synthesized:
     """Build and synthesize the app for `config_file` into `outdir`."""
     config = load_config(config_file)
@@ -64,8 +63,6 @@ def synthesize(
         suffix=suffix,
         acknowledgements=acknowledgements,
     )
-    if modify is not None:
-        modify(stack)
     assembly = app.synth()
     return Synthesized(config, stack, compliance, assembly, outdir)
 
@@ -87,11 +84,6 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesized
 @pytest.fixture(scope="session")
 def default_synth(synth: Callable[..., Synthesized]) -> Synthesized:
     return synth()
-
-
-@pytest.fixture(scope="session")
-def pipeline_stack(default_synth: Synthesized) -> PipelineStack:
-    return default_synth.stack
 
 
 @pytest.fixture(scope="session")

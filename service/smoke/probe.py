@@ -55,7 +55,6 @@ class Settings:
 class Outcome:
     ok: bool
     problems: list[str] = field(default_factory=list)
-    out_of_time: bool = False  # stopped at the deadline before every check had run
 
     def summary(self) -> str:
         return "all checks passed" if self.ok else "; ".join(self.problems)
@@ -139,7 +138,7 @@ def run_checks(
         for attempt in range(1, settings.attempts + 1):
             if no_time_for(settings.timeout):
                 problems.append(f"GET {check.path}: not checked, out of time for this round")
-                return Outcome(ok=False, problems=problems, out_of_time=True)
+                return Outcome(ok=False, problems=problems)
             problem = _attempt(target, check, settings, is_version)
             if problem is None:
                 break
@@ -148,7 +147,7 @@ def run_checks(
                 problems.append(problem)
             elif no_time_for(delay + settings.timeout):
                 problems.append(problem)
-                return Outcome(ok=False, problems=problems, out_of_time=True)
+                return Outcome(ok=False, problems=problems)
             else:
                 sleep(delay)
                 delay *= 2

@@ -100,28 +100,30 @@ def test_planted_root_dockerfile_fails(verified: Path, tmp_path: Path) -> None:
     assert "DS-0002" in {f.id for f in found}, found
 
 
-def test_planted_open_security_group_fails(verified: Path, tmp_path: Path) -> None:
-    templates = _clean_dir(tmp_path, "cdk.out")
-    template = {
-        "Resources": {
-            "OpenGroup": {
-                "Type": "AWS::EC2::SecurityGroup",
-                "Properties": {
-                    "GroupDescription": "open to the world",
-                    "SecurityGroupIngress": [
-                        {
-                            "CidrIp": "0.0.0.0/0",
-                            "IpProtocol": "tcp",
-                            "FromPort": 22,
-                            "ToPort": 22,
-                            "Description": "ssh",
-                        }
-                    ],
-                },
-            }
+OPEN_SSH_TEMPLATE = {
+    "Resources": {
+        "OpenGroup": {
+            "Type": "AWS::EC2::SecurityGroup",
+            "Properties": {
+                "GroupDescription": "open to the world",
+                "SecurityGroupIngress": [
+                    {
+                        "CidrIp": "0.0.0.0/0",
+                        "IpProtocol": "tcp",
+                        "FromPort": 22,
+                        "ToPort": 22,
+                        "Description": "ssh",
+                    }
+                ],
+            },
         }
     }
-    (templates / "Open.template.json").write_text(json.dumps(template))
+}
+
+
+def test_planted_open_security_group_fails(verified: Path, tmp_path: Path) -> None:
+    templates = _clean_dir(tmp_path, "cdk.out")
+    (templates / "Open.template.json").write_text(json.dumps(OPEN_SSH_TEMPLATE))
     found = Trivy(verified, tmp_path / "reports", None).config(templates, "templates.json")
     assert "AWS-0107" in {f.id for f in found}, found  # unrestricted ingress to SSH
 
@@ -227,29 +229,7 @@ def test_image_is_built_from_the_published_asset(default_synth: Synthesized) -> 
 def test_a_symlinked_cloud_assembly_is_scanned_for_real(verified: Path, tmp_path: Path) -> None:
     # The pipeline links cdk.out to the synth output; Trivy ignores symlinked directories.
     real = _clean_dir(tmp_path, "synth-output")
-    (real / "Open.template.json").write_text(
-        json.dumps(
-            {
-                "Resources": {
-                    "G": {
-                        "Type": "AWS::EC2::SecurityGroup",
-                        "Properties": {
-                            "GroupDescription": "x",
-                            "SecurityGroupIngress": [
-                                {
-                                    "CidrIp": "0.0.0.0/0",
-                                    "IpProtocol": "tcp",
-                                    "FromPort": 22,
-                                    "ToPort": 22,
-                                    "Description": "ssh",
-                                }
-                            ],
-                        },
-                    }
-                }
-            }
-        )
-    )
+    (real / "Open.template.json").write_text(json.dumps(OPEN_SSH_TEMPLATE))
     link = tmp_path / "cdk.out"
     link.symlink_to(real, target_is_directory=True)
     found = Trivy(verified, tmp_path / "reports", None).config(link, "templates.json")

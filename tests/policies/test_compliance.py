@@ -14,7 +14,6 @@ from aws_cdk import aws_s3 as s3
 import stacks.pipeline
 from configuration import ConfigError
 from policies.compliance import (
-    ACKNOWLEDGEMENTS,
     AppliedAcknowledgement,
     ValidationReport,
     _find,
@@ -197,8 +196,3 @@ def test_acknowledging_a_whole_stack_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="not a single CloudFormation resource"):
         synthesize(DEFAULT_CONFIG, tmp_path, acknowledgements=[entry])
-
-
-def test_acknowledgement_file_is_the_committed_one() -> None:
-    assert ACKNOWLEDGEMENTS.name == "acknowledgements.toml"
-    assert len(load_acknowledgements()) >= 10

@@ -132,10 +132,11 @@ def test_test_listener_is_reachable_only_from_the_nat_addresses(
     entries = prefix_list["Properties"]["Entries"]
     nats = {"staging": 1, "prod": 3}[stage]
     assert len(entries) == nats
-    assert all(
-        "NATGatewayEIP" in json.dumps(entry["Cidr"]) or "EIP" in json.dumps(entry["Cidr"])
-        for entry in entries
-    )
+    # Each entry is one NAT gateway's public address, exported by the network stack, as a /32.
+    for entry in entries:
+        [address, suffix] = entry["Cidr"]["Fn::Join"][1]
+        assert suffix == "/32"
+        assert "EIP" in address["Fn::ImportValue"] and "PublicIp" in address["Fn::ImportValue"]
     # No rule opens the test port to the world.
     groups = template.find_resources("AWS::EC2::SecurityGroup")
     for group in groups.values():
