@@ -117,9 +117,12 @@ class WebService(Construct):
         self.green = self._target_group("GreenTargetGroup", vpc, service.container_port)
 
         tls = service.certificate_arn is not None
+        # How clients reach the service: the pipeline's public smoke test uses these too.
+        self.scheme = "https" if tls else "http"
+        self.port = 443 if tls else 80
         self.production_listener = self._listener(
             "HttpsListener" if tls else "HttpListener",
-            port=443 if tls else 80,
+            port=self.port,
             certificate_arn=service.certificate_arn,
             open_to_world=True,
         )
@@ -159,9 +162,8 @@ class WebService(Construct):
         self.production_rule = self._rule("ProductionRule", self.production_listener)
         self.test_rule = self._rule("TestRule", self.test_listener)
 
-        scheme = "https" if tls else "http"
         host = service.domain_name or self.load_balancer.load_balancer_dns_name
-        self.url = f"{scheme}://{host}"
+        self.url = f"{self.scheme}://{host}"
 
         self.monitoring = Monitoring(
             self,
@@ -176,7 +178,7 @@ class WebService(Construct):
             "SmokeHook",
             vpc=vpc,
             host=self.load_balancer.load_balancer_dns_name,
-            scheme=scheme,
+            scheme=self.scheme,
             server_name=service.domain_name,
             expected_version=self.version,
             release=release,

@@ -261,12 +261,12 @@ def _smoke_test(
     """Probe the stage's public listener with the same script the lifecycle hook uses: health,
     the version just deployed, and the configured paths, with retries and backoff."""
     service = config.service
-    tls = service.certificate_arn is not None
+    web = stage.service.web
     command = [
         "python3 service/smoke/probe.py",
         '--host "$SERVICE_HOST"',
-        f"--port {443 if tls else 80}",
-        f"--scheme {'https' if tls else 'http'}",
+        f"--port {web.port}",
+        f"--scheme {web.scheme}",
         *([f"--server-name {shlex.quote(service.domain_name)}"] if service.domain_name else []),
         '--expected-version "$SERVICE_VERSION"',
         *[f"--check {shlex.quote(f'{c.path}:{c.status}')}" for c in config.release.smoke_checks],
