@@ -267,10 +267,9 @@ class Compliance:
     def summary(self) -> str:
         """A few lines for the terminal: each pack, its findings, the acknowledgements."""
         lines = ["Compliance checks (cdk-nag) passed:"]
-        for pack in (*self.packs, "CloudFormation-Validate"):
+        for pack in self.packs:
             count = sum(1 for a in self.applied if a.finding.startswith(f"{pack}::"))
-            if pack in self.packs or count:
-                lines.append(f"  {pack:<24} 0 unacknowledged findings, {count:>3} acknowledged")
+            lines.append(f"  {pack:<24} 0 unacknowledged findings, {count:>3} acknowledged")
         lines.append(
             f"  {len(self.applied)} acknowledgements, each on one resource with its reason in "
             "policies/acknowledgements.toml;"

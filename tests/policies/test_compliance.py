@@ -196,3 +196,16 @@ def test_acknowledging_a_whole_stack_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="not a single CloudFormation resource"):
         synthesize(DEFAULT_CONFIG, tmp_path, acknowledgements=[entry])
+
+
+def test_summary_counts_acknowledgements_per_pack(imported_synth: Synthesized) -> None:
+    compliance = imported_synth.compliance
+    lines = compliance.summary().splitlines()
+    for pack in ("AwsSolutions", "NIST.800.53.R5", "HIPAA.Security", "PCI.DSS.321"):
+        count = sum(1 for a in compliance.applied if a.finding.startswith(f"{pack}::"))
+        assert count > 0
+        assert any(
+            line.split() == [pack, "0", "unacknowledged", "findings,", str(count), "acknowledged"]
+            for line in lines
+        )
+    assert f"  {len(compliance.applied)} acknowledgements" in compliance.summary()
