@@ -15,8 +15,8 @@ from configuration.model import StageConfig
 # CodePipeline's fixed quotas (not raisable): actions per stage, and stages per pipeline.
 MAX_ACTIONS_PER_STAGE = 50
 MAX_STAGES_PER_PIPELINE = 50
-# Source, Build (synth), UpdatePipeline, Assets, SecurityScan.
-FIXED_STAGES = 5
+# Source, Build (synth), UpdatePipeline, Assets (with the security scan).
+FIXED_STAGES = 4
 
 
 @dataclass(frozen=True)

@@ -187,18 +187,28 @@ def draw_pipeline(stages: list[PipelineStage], title: str) -> str:
         y = top + 10
         for order in sorted(orders):
             group = orders[order]
-            width = (column - 6 * (len(group) - 1)) // len(group)
+            # Parallel actions stack inside one dashed frame, so every name stays readable.
+            inset = 6 if len(group) > 1 else 0
+            if inset:
+                body.append(
+                    f"<rect x='{x}' y='{y}' width='{column}' height='{len(group) * 52 + 6}' "
+                    "rx='8' fill='none' stroke='#64748b' stroke-dasharray='4,3'/>"
+                )
+            width = column - 2 * inset
             for i, action in enumerate(group):
                 fill = COLOURS.get(action.category, "#f1f5f9")
                 chars = width // 7
                 lines = [action.name[:chars], action.detail[:chars]]
-                body.append(_box(x + i * (width + 6), y, width, 46, fill, lines))
-            y += 56
+                body.append(_box(x + inset, y + inset + i * 52, width, 46, fill, lines))
+            y += len(group) * 52 + 2 * inset + 6
         height = max(height, y)
         if index:
             body.append(_arrow(x - gap + 2, top + 33, x - 4, top + 33))
     width = 16 + len(stages) * (column + gap)
-    legend = "Actions in one row run in parallel; rows run top to bottom; stages left to right."
+    legend = (
+        "Actions in a dashed frame run in parallel; otherwise actions run top to bottom "
+        "and stages left to right."
+    )
     body.append(f"<text x='16' y='{height + 24}' font-size='11' {FONT}>{legend}</text>")
     return _svg(width, height + 40, body, title)
 

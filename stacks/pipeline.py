@@ -72,7 +72,6 @@ class PipelineStack(Stack):
                 build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM
             ),
         )
-        self.scan = _security_scan(self, source, synth, self.access_logs)
 
         self.pipeline = pipelines.CodePipeline(
             self,
@@ -93,9 +92,6 @@ class PipelineStack(Stack):
                 build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE),
             ),
         )
-
-        # The security scan gates every deployment: its own pipeline stage, before the first.
-        self.pipeline.add_wave("SecurityScan", pre=[self.scan])
 
         # Targets deploy in config order; consecutive targets of one `wave` deploy in parallel
         # in one pipeline stage (split where CodePipeline's quotas require: configuration/waves).
@@ -130,6 +126,7 @@ class PipelineStack(Stack):
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
         # that the trigger below and the compliance checks can see every construct.
         self.pipeline.build_pipeline()
+        self.scan = _security_scan(self, self.pipeline, self.access_logs, fast_layout=fast_layout)
         self.notifications = _notifications(
             self, self.pipeline.pipeline, config.pipeline.notify_emails
         )
@@ -165,14 +162,21 @@ TRIVY_CACHE = "/root/.cache/trivy"
 
 def _security_scan(
     scope: Construct,
-    source: pipelines.CodePipelineSource,
-    synth: pipelines.CodeBuildStep,
+    pipeline: pipelines.CodePipeline,
     access_logs: LogBucket,
-) -> pipelines.CodeBuildStep:
+    *,
+    fast_layout: bool,
+) -> codebuild.PipelineProject:
     """Trivy on the commit being released: secrets in the source, the Dockerfile, the synthesized
     templates, and the image built from the exact asset directory the pipeline publishes (with a
     CycloneDX SBOM). Runs `make scan-pipeline`, the same script as `make scan`. Its role reads the
     pipeline's artifacts and its cache bucket; nothing else.
+
+    The scan needs the source and the synth output, not the published assets, so it runs in the
+    Assets stage, in parallel with publishing: that stage, and so every deployment after it, fails
+    unless the scan passes. (CDK Pipelines can only place a step in a wave of its own; the action
+    is added to the built pipeline instead. `fast_layout=False` gives it that stage of its own,
+    right after Assets, as a CDK Pipelines wave would.)
     """
     key = kms.Key(
         scope,
@@ -202,23 +206,65 @@ def _security_scan(
             )
         ],
     )
-    return pipelines.CodeBuildStep(
+    stages = {stage.stage_name: stage for stage in pipeline.pipeline.stages}
+    [source_artifact] = stages["Source"].actions[0].action_properties.outputs or []
+    [cloud_assembly] = stages["Build"].actions[0].action_properties.outputs or []
+    project = codebuild.PipelineProject(
+        scope,
         "SecurityScan",
-        input=source,
-        additional_inputs={"cdk.out": synth},
-        install_commands=["make --version", "python3 --version"],
-        commands=["make scan-pipeline"],
-        primary_output_directory="scan-reports",
-        build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE, privileged=True),
+        description="Trivy scan of the release: source, Dockerfile, templates and image",
+        environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE, privileged=True),
         cache=codebuild.Cache.bucket(cache_bucket, prefix="trivy"),
-        env={"TRIVY_CACHE_DIR": TRIVY_CACHE},
-        partial_build_spec=codebuild.BuildSpec.from_object(
+        environment_variables={
+            "TRIVY_CACHE_DIR": codebuild.BuildEnvironmentVariable(value=TRIVY_CACHE)
+        },
+        build_spec=codebuild.BuildSpec.from_object(
             {
-                "phases": {"install": {"runtime-versions": {"python": "3.11"}}},
+                "version": "0.2",
+                "phases": {
+                    "install": {
+                        "runtime-versions": {"python": "3.11"},
+                        "commands": ["make --version", "python3 --version"],
+                    },
+                    "build": {
+                        "commands": [
+                            # The synth output arrives as a secondary source; link it where
+                            # `make scan-pipeline` expects it (ops.scan resolves the link).
+                            f'ln -s -- "$CODEBUILD_SRC_DIR_{cloud_assembly.artifact_name}" cdk.out',
+                            "make scan-pipeline",
+                        ]
+                    },
+                },
+                "artifacts": {"base-directory": "scan-reports", "files": ["**/*"]},
                 "cache": {"paths": [f"{TRIVY_CACHE}/**/*"]},
             }
         ),
     )
+    action = codepipeline_actions.CodeBuildAction(
+        action_name="SecurityScan",
+        project=project,
+        input=source_artifact,
+        extra_inputs=[cloud_assembly],
+        outputs=[codepipeline.Artifact("SecurityScan_Output")],
+        # CDK Pipelines' one role for starting CodeBuild actions, instead of one more per action.
+        role=_codebuild_action_role(pipeline),
+        run_order=1,
+    )
+    if fast_layout:
+        stages["Assets"].add_action(action)
+    else:
+        pipeline.pipeline.add_stage(
+            stage_name="SecurityScan",
+            actions=[action],
+            placement=codepipeline.StagePlacement(just_after=stages["Assets"]),
+        )
+    return project
+
+
+def _codebuild_action_role(pipeline: pipelines.CodePipeline) -> iam.IRole:
+    role = pipeline.node.find_child("CodeBuildActionRole")
+    assert isinstance(role, iam.Role)
+    return role
 
 
 def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket | None) -> None:

@@ -65,10 +65,10 @@ def test_a_wave_too_large_for_one_stage_is_split(tmp_path: Path) -> None:
 def test_a_fleet_that_needs_too_many_pipeline_stages_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError,
-        match=r"46 targets need 46 deployment stages, 51 pipeline stages .* at most 50: group targets into waves",
+        match=r"47 targets need 47 deployment stages, 51 pipeline stages .* at most 50: group targets into waves",
     ):
-        load_config(_fleet(tmp_path, 46, wave=None))
-    assert len(plan_waves(list(load_config(_fleet(tmp_path, 45, wave=None)).stages))) == 45
+        load_config(_fleet(tmp_path, 47, wave=None))
+    assert len(plan_waves(list(load_config(_fleet(tmp_path, 46, wave=None)).stages))) == 46
 
 
 def test_the_stages_of_a_wave_must_be_adjacent(tmp_path: Path) -> None:

@@ -18,12 +18,12 @@ def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> 
         "Source": 1,
         "Build": 1,
         "UpdatePipeline": 1,
-        "Assets": 1,  # one publishing action per asset type, in parallel
-        "SecurityScan": 1,
+        # One publishing action per asset type and the security scan, all in parallel.
+        "Assets": 1,
         "staging": 3,  # network, service, smoke test
         "prod": 4,  # approval, network, service, smoke test with termination protection
     }
-    assert total == 12
+    assert total == 11
 
 
 def test_fleet_configs_are_valid(

@@ -192,8 +192,11 @@ def _actions(template: Template, stage: str) -> list[dict[str, Any]]:
 
 def test_security_scan_gates_the_first_deployment(template: Template) -> None:
     names = _stage_names(_pipeline(template))
-    assert names.index("Assets") < names.index("SecurityScan") < names.index("staging")
-    [scan] = _actions(template, "SecurityScan")
+    # In the Assets stage, in parallel with publishing: that stage fails, and no stage after it
+    # runs, unless the scan passes.
+    assert names.index("Assets") < names.index("staging")
+    [scan] = [a for a in _actions(template, "Assets") if a["Name"] == "SecurityScan"]
+    assert scan["RunOrder"] == 1
     assert scan["ActionTypeId"]["Provider"] == "CodeBuild"
     assert [a["Name"] for a in scan["InputArtifacts"]] == [
         "example_org_webapp_delivery_Source",
@@ -214,7 +217,12 @@ def test_security_scan_runs_the_shared_script_keeps_reports_and_caches_the_datab
 ) -> None:
     project = _scan_project(template)
     spec = json.loads(project["Properties"]["Source"]["BuildSpec"])
-    assert spec["phases"]["build"]["commands"] == ["make scan-pipeline"]
+    # The synth output is the action's second input: CodeBuild mounts it as a secondary source
+    # named after the artifact, which the spec links to where the Makefile expects cdk.out.
+    assert spec["phases"]["build"]["commands"] == [
+        'ln -s -- "$CODEBUILD_SRC_DIR_Synth_Output" cdk.out',
+        "make scan-pipeline",
+    ]
     assert spec["artifacts"]["base-directory"] == "scan-reports"
     assert spec["cache"]["paths"] == ["/root/.cache/trivy/**/*"]
     assert project["Properties"]["Environment"]["PrivilegedMode"] is True
