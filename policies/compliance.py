@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -89,11 +89,13 @@ def expand(
     suffix: str = "",
     replication_buckets: dict[str, str] | None = None,
     root: IConstruct | None = None,
+    include: Callable[[str], bool] | None = None,
 ) -> list[AppliedAcknowledgement]:
     """Every (finding, construct path, reason) the entries stand for under `config`.
 
     `replication_buckets` maps each region that holds a cross-region support stack to its
-    replication bucket's name; both exist only once the pipeline is built.
+    replication bucket's name; both exist only once the pipeline is built. `include` selects
+    construct paths before their logical ids are looked up (each lookup calls into jsii).
     """
     pipeline = config.pipeline
     values = {
@@ -104,11 +106,14 @@ def expand(
         "source_action": pipeline.source.repository.replace("/", "_"),
     }
     applied: list[AppliedAcknowledgement] = []
+    found: dict[str, IConstruct | None] = {}
     for entry in acknowledgements:
         for template in entry.constructs:
             for path, scope_values, stage in _paths(
                 template, entry.when, config, values, replication_buckets or {}
             ):
+                if include is not None and not include(path):
+                    continue
                 reason = entry.reason
                 if stage is not None and stage.service.plain_http_reason:
                     reason = reason.replace("{plain_http_reason}", stage.service.plain_http_reason)
@@ -116,7 +121,7 @@ def expand(
                     pack = finding.split("::", 1)[0]
                     if pack in _PACKS and pack not in config.compliance.packs:
                         continue  # a rule of a pack this config does not enable
-                    finding_id = _logical_ids(finding.format(**scope_values), root)
+                    finding_id = _logical_ids(finding.format(**scope_values), root, found)
                     applied.append(AppliedAcknowledgement(finding_id, path, reason))
     return applied
 
@@ -161,12 +166,14 @@ def _step_prefixes(config: DeploymentConfig) -> dict[str, str]:
 _LOGICAL_ID = re.compile(r"<@([^>]+)>")
 
 
-def _logical_ids(finding: str, root: IConstruct | None) -> str:
+def _logical_ids(
+    finding: str, root: IConstruct | None, found: dict[str, IConstruct | None] | None = None
+) -> str:
     """Replace `<@construct/path>` by `<LogicalId>` of that construct's resource, as cdk-nag
     prints references; ids that hash a stage name cannot be written down in advance."""
 
     def logical_id(match: re.Match[str]) -> str:
-        construct = _find(root, match[1]) if root is not None else None
+        construct = _find(root, match[1], found) if root is not None else None
         if construct is None:
             return match[0]
         resource = construct.node.default_child or construct
@@ -210,13 +217,21 @@ class Compliance:
         self.applied: list[AppliedAcknowledgement] = []
         self.replication_buckets: dict[str, str] = {}
         self._done: set[tuple[str, str]] = set()
+        self._prepared: list[str] = []
 
     def prepare_stage(self, stage: cdk.Stage) -> None:
         """Apply the acknowledgements that fall inside `stage`."""
         cdk.Aspects.of(stage).add(cdk_nag.WriteNagSuppressionsToCloudFormationAspect())
         prefix = f"{stage.node.path}/"
-        items = expand(self._entries, self.config, suffix=self.suffix, root=stage.node.root)
-        self._apply(stage.node.root, [i for i in items if i.construct_path.startswith(prefix)])
+        self._prepared.append(prefix)
+        items = expand(
+            self._entries,
+            self.config,
+            suffix=self.suffix,
+            root=stage.node.root,
+            include=lambda path: path.startswith(prefix),
+        )
+        self._apply(stage.node.root, items)
 
     def register(self, app: cdk.App, pipeline: codepipeline.Pipeline) -> None:
         """Register the packs on the app and apply the remaining acknowledgements."""
@@ -237,32 +252,38 @@ class Compliance:
                 suffix=self.suffix,
                 replication_buckets=replication,
                 root=app,
+                # The stages' acknowledgements were applied when each stage was prepared.
+                include=lambda path: not path.startswith(tuple(self._prepared)),
             ),
         )
 
     def _apply(self, root: IConstruct, items: list[AppliedAcknowledgement]) -> None:
-        # Only for this pass: constructs are added between prepare_stage and register.
-        cache: dict[str, IConstruct | None] = {}
+        # One lookup and one acknowledge call per construct: each is a call into jsii.
+        by_path: dict[str, list[AppliedAcknowledgement]] = {}
         for item in items:
             key = (item.finding, item.construct_path)
-            if key in self._done:
-                continue
-            construct = _find(root, item.construct_path, cache)
+            if key not in self._done:
+                self._done.add(key)
+                by_path.setdefault(item.construct_path, []).append(item)
+        # Only for this pass: constructs are added between prepare_stage and register.
+        cache: dict[str, IConstruct | None] = {}
+        for path, path_items in by_path.items():
+            construct = _find(root, path, cache)
             # Stages differ between configs (an imported VPC has no Network stack), so a path
             # may not exist; the stale-acknowledgement test proves each entry matches a finding.
-            if construct is not None:
-                if not cdk.CfnResource.is_cfn_resource(construct):
-                    raise ConfigError(
-                        f"{ACKNOWLEDGEMENTS}: {item.finding} is acknowledged on "
-                        f"{item.construct_path}, which is not a single CloudFormation resource; "
-                        "acknowledge findings on the resource itself (the path printed with the "
-                        "finding), never on a whole stack, stage or construct tree."
-                    )
-                cdk.Validations.of(construct).acknowledge(
-                    cdk.Acknowledgment(id=item.finding, reason=item.reason)
+            if construct is None:
+                continue
+            if not cdk.CfnResource.is_cfn_resource(construct):
+                raise ConfigError(
+                    f"{ACKNOWLEDGEMENTS}: {path_items[0].finding} is acknowledged on {path}, "
+                    "which is not a single CloudFormation resource; acknowledge findings on the "
+                    "resource itself (the path printed with the finding), never on a whole "
+                    "stack, stage or construct tree."
                 )
-                self.applied.append(item)
-                self._done.add(key)
+            cdk.Validations.of(construct).acknowledge(
+                *(cdk.Acknowledgment(id=i.finding, reason=i.reason) for i in path_items)
+            )
+            self.applied.extend(path_items)
 
     def summary(self) -> str:
         """A few lines for the terminal: each pack, its findings, the acknowledgements."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -55,6 +56,15 @@ domain_name = "app.example.com"
     return path
 
 
+# One botocore session for every test: each new one loads the endpoint and service models again
+# (about 0.1 s a client), and moto starts each test with a fresh boto3 default session.
+_BOTOCORE = botocore.session.Session()
+
+
+def _client(name: str) -> Any:
+    return boto3.Session(botocore_session=_BOTOCORE).client(name, region_name=REGION)
+
+
 class Session:
     """A boto3 session on moto whose CodeConnections client is stubbed (moto does not implement
     it), and whose STS answers for the pipeline account when used with the pipeline's profile
@@ -63,12 +73,13 @@ class Session:
     def __init__(
         self, region: str, connection_status: str | None, profile: str | None = None
     ) -> None:
-        self._session = boto3.Session(region_name=region)
+        self._session = boto3.Session(botocore_session=_BOTOCORE)
+        self._region = region
         self._status = connection_status
         self._profile = profile
 
     def client(self, name: str) -> Any:
-        client = self._session.client(name)
+        client = self._session.client(name, region_name=self._region)
         if name == "sts" and self._profile == "pipeline":
             stubber = Stubber(client)
             stubber.add_response(
@@ -105,10 +116,10 @@ def _bootstrap(
     trusted: str = PIPELINE,
     policies: tuple[str, ...] = ("webapp-cfn-execution-1", "webapp-cfn-execution-2"),
 ) -> None:
-    boto3.client("ssm", region_name=REGION).put_parameter(
+    _client("ssm").put_parameter(
         Name="/cdk-bootstrap/hnb659fds/version", Value=version, Type="String"
     )
-    iam = boto3.client("iam")
+    iam = _client("iam")
     trust = {
         "Version": "2012-10-17",
         "Statement": [
@@ -143,7 +154,7 @@ def _bootstrap(
 
 
 def _certificate(domain: str = "app.example.com") -> str:
-    acm = boto3.client("acm", region_name=REGION)
+    acm = _client("acm")
     arn: str = acm.request_certificate(DomainName=domain, ValidationMethod="DNS")["CertificateArn"]
     return arn
 
@@ -236,9 +247,7 @@ def test_github_token_secret_is_checked_when_used(tmp_path: Path) -> None:
     source = 'github_token_secret = "github-token"'
     [missing] = _run(tmp_path, _certificate(), source=source)["GitHub token secret"]
     assert not missing.ok
-    boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name="github-token", SecretString="x"
-    )
+    _client("secretsmanager").create_secret(Name="github-token", SecretString="x")
     [present] = _run(tmp_path, _certificate(), source=source)["GitHub token secret"]
     assert present.ok
 
