@@ -60,7 +60,8 @@ def server() -> Iterator[Any]:
     httpd: Any = ThreadingHTTPServer(("127.0.0.1", 0), Behaviour)
     httpd.daemon_threads = True
     httpd.mode, httpd.requests, httpd.failures = "healthy", 0, 0
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for it (0.5 s by default) after every test.
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield httpd
     httpd.shutdown()
