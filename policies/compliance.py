@@ -338,16 +338,18 @@ class ValidationReport:
 
     conclusions: dict[str, str]
     findings: list[Finding]
+    # The findings that acknowledgements covered: the report lists them apart.
+    acknowledged: list[Finding]
 
     @classmethod
     def read(cls, outdir: Path) -> ValidationReport:
         path = outdir / "validation-report.json"
         if not path.exists():
-            return cls({}, [])
+            return cls({}, [], [])
         plugins = json.loads(path.read_text(encoding="utf-8")).get("pluginReports", [])
-        return cls(
-            {str(p["pluginName"]): str(p.get("conclusion")) for p in plugins},
-            [
+
+        def findings(key: str) -> list[Finding]:
+            return [
                 Finding(
                     str(plugin["pluginName"]),
                     str(violation["ruleName"]),
@@ -356,9 +358,14 @@ class ValidationReport:
                     str(violation.get("severity", "error")),
                 )
                 for plugin in plugins
-                for violation in plugin.get("violations", [])
+                for violation in plugin.get(key, [])
                 for construct in violation.get("violatingConstructs", [])
-            ],
+            ]
+
+        return cls(
+            {str(p["pluginName"]): str(p.get("conclusion")) for p in plugins},
+            findings("violations"),
+            findings("suppressedViolations"),
         )
 
     @property
