@@ -61,7 +61,7 @@ scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan step: everything, inclu
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
 	$(VENV)/bin/python -m ops.bootstrap $(CONFIG) $(if $(APPLY),--apply)
 
-bench: setup ## Measure synth times, the pipeline's critical path and release durations (build/bench/)
+bench: setup ## Measure synth times, the critical path, release durations, the test suite (build/bench/)
 	$(VENV)/bin/python -m ops.bench
 
 diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
