@@ -173,7 +173,7 @@ def _svg(width: int, height: int, body: list[str], title: str) -> str:
 
 
 def draw_pipeline(stages: list[PipelineStage], title: str) -> str:
-    column, gap, top = 215, 36, 50
+    column, gap, top = 232, 36, 50
     body: list[str] = []
     height = 0
     for index, stage in enumerate(stages):
