@@ -29,8 +29,10 @@ from stacks.pipeline import PipelineStack
 DEFAULT_CONFIG = "config/default.toml"
 
 
-def main() -> int:
-    app = cdk.App()
+def main(context: dict[str, str] | None = None, outdir: str | None = None) -> int:
+    """`cdk synth` runs this with neither argument: the CLI passes its context and output
+    directory through the environment. Tests pass them directly."""
+    app = cdk.App(context=context, outdir=outdir)
     config_arg = str(app.node.try_get_context("config") or DEFAULT_CONFIG)
     suffix_arg = str(app.node.try_get_context("suffix") or "")
     try:

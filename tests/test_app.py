@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import app
+
 from .conftest import DEFAULT_CONFIG, ROOT
 
 
@@ -25,13 +27,19 @@ def _run_app(tmp_path: Path, context: dict[str, str]) -> subprocess.CompletedPro
     )
 
 
-def _assert_clean_refusal(result: subprocess.CompletedProcess[str], tmp_path: Path) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(error_lines) == 1, result.stderr
+def _assert_clean_refusal(code: int, stderr: str, tmp_path: Path) -> str:
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    error_lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, stderr
     assert not (tmp_path / "out").exists(), "nothing may be written for a refused config"
     return error_lines[0]
+
+
+def _refusal(tmp_path: Path, context: dict[str, str], capsys: pytest.CaptureFixture[str]) -> str:
+    """In this process (the test above runs the real entry point in its own)."""
+    code = app.main(context=context, outdir=str(tmp_path / "out"))
+    return _assert_clean_refusal(code, capsys.readouterr().err, tmp_path)
 
 
 @pytest.fixture
@@ -44,24 +52,27 @@ def bad_config() -> Path:
 
 
 def test_bad_config_is_refused_in_one_paragraph(tmp_path: Path, bad_config: Path) -> None:
+    # The real entry point, as the CDK CLI runs it: a process with the context in its environment.
     result = _run_app(tmp_path, {"config": str(bad_config.relative_to(ROOT))})
-    line = _assert_clean_refusal(result, tmp_path)
+    line = _assert_clean_refusal(result.returncode, result.stderr, tmp_path)
     assert ".bad-config.toml: invalid config" in line
     assert "stages[1].account = '3'" in line
 
 
-def test_missing_config_is_refused(tmp_path: Path) -> None:
-    line = _assert_clean_refusal(_run_app(tmp_path, {"config": "config/nope.toml"}), tmp_path)
+def test_missing_config_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _refusal(tmp_path, {"config": "config/nope.toml"}, capsys)
     assert "config file not found" in line
 
 
-def test_config_outside_the_repository_is_refused(tmp_path: Path) -> None:
+def test_config_outside_the_repository_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     outside = tmp_path / "elsewhere.toml"
     outside.write_text(DEFAULT_CONFIG.read_text())
-    line = _assert_clean_refusal(_run_app(tmp_path, {"config": str(outside)}), tmp_path)
+    line = _refusal(tmp_path, {"config": str(outside)}, capsys)
     assert "must be inside the repository" in line
 
 
-def test_bad_suffix_is_refused(tmp_path: Path) -> None:
-    line = _assert_clean_refusal(_run_app(tmp_path, {"suffix": "Not OK"}), tmp_path)
+def test_bad_suffix_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = _refusal(tmp_path, {"suffix": "Not OK"}, capsys)
     assert "context 'suffix' = 'Not OK'" in line
