@@ -58,13 +58,13 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
             raise
         print(failure.format(plugins="see above"), file=sys.stderr)
         return 1
-    outdir = Path(assembly.directory)
-    report = ValidationReport.read(outdir)
+    written = Path(assembly.directory)
+    report = ValidationReport.read(written)
     if report.failed_plugins:
         print(report.describe_failures() + "\n", file=sys.stderr)
         print(failure.format(plugins=", ".join(report.failed_plugins)), file=sys.stderr)
         return 1
-    compliance.write_report(outdir)
+    compliance.write_report(written)
     print(compliance.summary(), file=sys.stderr)
     return 0
 
