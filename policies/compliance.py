@@ -259,15 +259,14 @@ class Compliance:
 
     def _apply(self, root: IConstruct, items: list[AppliedAcknowledgement]) -> None:
         # One lookup and one acknowledge call per construct: each is a call into jsii.
-        by_path: dict[str, list[AppliedAcknowledgement]] = {}
+        by_path: dict[str, dict[str, AppliedAcknowledgement]] = {}
         for item in items:
-            key = (item.finding, item.construct_path)
-            if key not in self._done:
-                self._done.add(key)
-                by_path.setdefault(item.construct_path, []).append(item)
+            if (item.finding, item.construct_path) not in self._done:
+                by_path.setdefault(item.construct_path, {}).setdefault(item.finding, item)
         # Only for this pass: constructs are added between prepare_stage and register.
         cache: dict[str, IConstruct | None] = {}
-        for path, path_items in by_path.items():
+        for path, by_finding in by_path.items():
+            path_items = list(by_finding.values())
             construct = _find(root, path, cache)
             # Stages differ between configs (an imported VPC has no Network stack), so a path
             # may not exist; the stale-acknowledgement test proves each entry matches a finding.
@@ -284,6 +283,7 @@ class Compliance:
                 *(cdk.Acknowledgment(id=i.finding, reason=i.reason) for i in path_items)
             )
             self.applied.extend(path_items)
+            self._done.update((i.finding, path) for i in path_items)
 
     def summary(self) -> str:
         """A few lines for the terminal: each pack, its findings, the acknowledgements."""

@@ -174,9 +174,10 @@ def _security_scan(
 
     The scan needs the source and the synth output, not the published assets, so it runs in the
     Assets stage, in parallel with publishing: that stage, and so every deployment after it, fails
-    unless the scan passes. (CDK Pipelines can only place a step in a wave of its own; the action
-    is added to the built pipeline instead. `fast_layout=False` gives it that stage of its own,
-    right after Assets, as a CDK Pipelines wave would.)
+    unless the scan passes. (CDK Pipelines cannot place a step in the Assets stage, only before or
+    after a stage or wave, one after another; the action is added to the built pipeline instead.
+    `fast_layout=False` gives it a stage of its own right after Assets, as a CDK Pipelines wave
+    would.)
     """
     key = kms.Key(
         scope,
