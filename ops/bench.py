@@ -5,7 +5,8 @@
 2. Synth time with 2, 6 and 12 targets: how the cost grows with the fleet.
 3. The pipeline's critical path: sequential actions from source to the last stage, against CDK
    Pipelines' default layout (change sets, one publishing action per asset) for the same stacks.
-4. The modelled duration of each stage's release (service/timing.py).
+4. The modelled duration of each stage's release, from its synthesized service template
+   (service/timing.py).
 5. Where the synth time goes, in one fresh process that has already synthesized the bare app
    (whose one-time costs the floor includes): importing the app (mostly the Python side of the
    CDK modules it uses: ECS, load balancing, pipelines, cdk-nag), then building and synthesizing
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--in-process"]:
         _in_process(Path(args[1]))
         return 0
+    if args:
+        print("usage: python -m ops.bench   (`make bench`; it takes no arguments)", file=sys.stderr)
+        return 2
     if not CDK.exists() or not PYTHON.exists():
         print(
             "error: run `make setup` first (the benchmark uses the project's own toolchain).",
@@ -237,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     sys.path.insert(0, str(ROOT))
-    from configuration import load_config
-    from service.timing import release_phases, release_seconds
+    from service.timing import ServiceTimings, release_phases, service_templates
 
     print(f"Measuring on {os.cpu_count()} cores, median of {RUNS} runs where noted...")
     floor = floor_seconds()
@@ -250,14 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     tests = test_suite_seconds()
     ours, ours_stages = critical_path(pipeline_template(OUT / "cdk.out-default"))
     baseline, baseline_stages = critical_path(default_layout_template())
-    config = load_config(ROOT / "config" / "default.toml")
-    releases: dict[str, dict[str, Any]] = {
-        stage.name: {
-            "seconds": release_seconds(stage),
-            "phases": [(p.name, p.seconds) for p in release_phases(stage)],
+    releases: dict[str, dict[str, Any]] = {}
+    for name, template in service_templates(OUT / "cdk.out-default").items():
+        phases = release_phases(ServiceTimings.from_template(template))
+        releases[name] = {
+            "seconds": sum(p.seconds for p in phases),
+            "phases": [(p.name, p.seconds) for p in phases],
         }
-        for stage in config.stages
-    }
     ratios = {
         "synth_vs_floor": default / floor,
         "twelve_vs_default": fleets[12] / default,

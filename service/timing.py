@@ -1,28 +1,96 @@
-"""How long a release of one stage takes, modelled from the values the stacks are built with.
+"""How long a release of one stage takes, modelled from the values in its synthesized service
+template: health checks, grace period, draining, the deployment strategy and its steps, the
+lifecycle hooks and the bake time.
 
 The model is written down in README ("How long a release takes") and printed by `make bench`.
-Assumptions that no template value fixes are named as such below.
+Reading the template rather than the config means the model describes what CloudFormation will be
+asked to do. Assumptions that no template value fixes are named as such below.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
-
-from configuration import StageConfig
-from service.infrastructure import (
-    DEREGISTRATION_DELAY_SECONDS,
-    HEALTH_CHECK_GRACE_SECONDS,
-    HEALTH_CHECK_INTERVAL_SECONDS,
-    HEALTHY_THRESHOLD,
-)
+from pathlib import Path
+from typing import Any
 
 # Assumed, not configured: Fargate placement, image pull and container start of a small image.
 TASK_START_SECONDS = 45
-# A passing smoke test: one round, a few requests against a warm service.
+# A passing smoke-test hook: one round, a few requests against a warm service.
 SMOKE_TEST_SECONDS = 5
 # ECS moving listener-rule weights (one ModifyRule call and its propagation).
 SHIFT_SECONDS = 10
+
+
+class TemplateError(ValueError):
+    """The template is not a service template this model understands; str() says why."""
+
+
+@dataclass(frozen=True)
+class ServiceTimings:
+    """The values of one service template that decide how long a release takes."""
+
+    strategy: str  # BLUE_GREEN, CANARY or LINEAR
+    bake_minutes: int
+    grace_seconds: int
+    health_check_interval_seconds: int
+    healthy_threshold: int
+    deregistration_delay_seconds: int
+    hook_stages: tuple[str, ...]
+    step_percent: int | None = None  # the canary's share, or each linear step's
+    step_minutes: int | None = None
+
+    @classmethod
+    def from_template(cls, template: dict[str, Any]) -> ServiceTimings:
+        resources = list(template.get("Resources", {}).values())
+        services = [r for r in resources if r["Type"] == "AWS::ECS::Service"]
+        groups = [r for r in resources if r["Type"] == "AWS::ElasticLoadBalancingV2::TargetGroup"]
+        if len(services) != 1 or not groups:
+            raise TemplateError(
+                f"expected one ECS service and its target groups, found {len(services)} "
+                f"service(s) and {len(groups)} target group(s)"
+            )
+        service = services[0]["Properties"]
+        deployment = service.get("DeploymentConfiguration", {})
+        strategy = str(deployment.get("Strategy", "ROLLING"))
+        step_percent = step_minutes = None
+        if strategy == "CANARY":
+            canary = deployment["CanaryConfiguration"]
+            step_percent = int(canary["CanaryPercent"])
+            step_minutes = int(canary["CanaryBakeTimeInMinutes"])
+        elif strategy == "LINEAR":
+            linear = deployment["LinearConfiguration"]
+            step_percent = int(linear["StepPercent"])
+            step_minutes = int(linear["StepBakeTimeInMinutes"])
+        elif strategy != "BLUE_GREEN":
+            raise TemplateError(f"deployment strategy {strategy}: expected a blue/green release")
+
+        def group_value(read: Any) -> int:
+            # Blue and green are built alike; the slower of them bounds the release.
+            return max(int(read(group["Properties"])) for group in groups)
+
+        def delay(properties: dict[str, Any]) -> str:
+            attributes = {a["Key"]: a["Value"] for a in properties.get("TargetGroupAttributes", [])}
+            return str(attributes.get("deregistration_delay.timeout_seconds", "300"))  # ELB default
+
+        return cls(
+            strategy=strategy,
+            bake_minutes=int(deployment.get("BakeTimeInMinutes", 0)),
+            grace_seconds=int(service.get("HealthCheckGracePeriodSeconds", 0)),
+            health_check_interval_seconds=group_value(
+                lambda p: p.get("HealthCheckIntervalSeconds", 30)  # ELB's default
+            ),
+            healthy_threshold=group_value(lambda p: p.get("HealthyThresholdCount", 5)),
+            deregistration_delay_seconds=group_value(delay),
+            hook_stages=tuple(
+                stage
+                for hook in deployment.get("LifecycleHooks", [])
+                for stage in hook.get("LifecycleStages", [])
+            ),
+            step_percent=step_percent,
+            step_minutes=step_minutes,
+        )
 
 
 @dataclass(frozen=True)
@@ -31,38 +99,58 @@ class Phase:
     seconds: int
 
 
-def release_phases(stage: StageConfig) -> list[Phase]:
-    """The sequential phases of a successful release of `stage`."""
-    release = stage.release
-    healthy = max(HEALTH_CHECK_GRACE_SECONDS, HEALTHY_THRESHOLD * HEALTH_CHECK_INTERVAL_SECONDS)
+def release_phases(timings: ServiceTimings) -> list[Phase]:
+    """The sequential phases of a successful release."""
+    healthy = max(
+        timings.grace_seconds,
+        timings.healthy_threshold * timings.health_check_interval_seconds,
+    )
     phases = [
         Phase("start green tasks (assumed)", TASK_START_SECONDS),
         Phase("green passes load balancer health checks", healthy),
         Phase("test traffic to green", SHIFT_SECONDS),
-        Phase("smoke-test hook on green", SMOKE_TEST_SECONDS),
     ]
-    if release.strategy == "blue_green":
-        phases.append(Phase("production traffic to green", SHIFT_SECONDS))
-    else:
-        percent = release.canary_percent if release.strategy == "canary" else release.linear_percent
-        steps = 1 if release.strategy == "canary" else math.ceil(100 / percent) - 1
+    phases += [
+        Phase(f"lifecycle hook at {stage} (smoke test)", SMOKE_TEST_SECONDS)
+        for stage in timings.hook_stages
+    ]
+    if timings.step_percent is not None and timings.step_minutes is not None:
+        kind = timings.strategy.lower()
+        steps = 1 if kind == "canary" else math.ceil(100 / timings.step_percent) - 1
         phases.append(
             Phase(
-                f"{release.strategy} steps ({steps} x {release.step_minutes} min)",
-                steps * (release.step_minutes * 60 + SHIFT_SECONDS),
+                f"{kind} steps ({steps} x {timings.step_minutes} min)",
+                steps * (timings.step_minutes * 60 + SHIFT_SECONDS),
             )
         )
-        phases.append(Phase("production traffic to green", SHIFT_SECONDS))
-    phases.append(Phase("bake time (alarms watch, blue stands by)", release.bake_minutes * 60))
-    phases.append(Phase("drain and stop blue", DEREGISTRATION_DELAY_SECONDS))
+    phases.append(Phase("production traffic to green", SHIFT_SECONDS))
+    phases.append(Phase("bake time (alarms watch, blue stands by)", timings.bake_minutes * 60))
+    phases.append(Phase("drain and stop blue", timings.deregistration_delay_seconds))
     return phases
 
 
-def release_seconds(stage: StageConfig) -> int:
-    return sum(phase.seconds for phase in release_phases(stage))
+def release_seconds(timings: ServiceTimings) -> int:
+    return sum(phase.seconds for phase in release_phases(timings))
 
 
 def rollback_detection_seconds() -> int:
     """Worst case from a bad release taking traffic to its alarm firing: two one-minute periods,
     plus CloudWatch's publication delay of about a minute (assumed)."""
     return 2 * 60 + 60
+
+
+def service_templates(cloud_assembly: Path) -> dict[str, dict[str, Any]]:
+    """Each stage's service template in a synthesized cloud assembly, by stage name (the stages
+    are nested assemblies; their service stacks are the `<stage>/Service` constructs)."""
+    templates: dict[str, dict[str, Any]] = {}
+    root = json.loads((cloud_assembly / "manifest.json").read_text())["artifacts"]
+    for nested in root.values():  # in the order the stages were added
+        if nested["type"] != "cdk:cloud-assembly":
+            continue
+        manifest = cloud_assembly / nested["properties"]["directoryName"] / "manifest.json"
+        for artifact in json.loads(manifest.read_text())["artifacts"].values():
+            path = str(artifact.get("displayName", "")).split("/")
+            if artifact["type"] == "aws:cloudformation:stack" and path[-1] == "Service":
+                template_file = manifest.parent / artifact["properties"]["templateFile"]
+                templates[path[-2]] = json.loads(template_file.read_text())
+    return templates

@@ -1,28 +1,86 @@
-"""The release-duration model follows the configured strategy and the stacks' timing values."""
+"""The release-duration model reads the synthesized service templates: strategy, steps, hooks,
+health checks, grace period, draining and bake time."""
 
 from __future__ import annotations
 
-from configuration import DeploymentConfig, load_config
-from service.timing import release_phases, release_seconds, rollback_detection_seconds
+from collections.abc import Callable
+from typing import Any
 
-from ..conftest import FIXTURES
+import pytest
+
+from service.timing import (
+    ServiceTimings,
+    TemplateError,
+    release_phases,
+    release_seconds,
+    rollback_detection_seconds,
+    service_templates,
+)
+
+from ..conftest import FIXTURES, Synthesized
 
 
-def test_blue_green_release_is_dominated_by_the_bake_time(default_config: DeploymentConfig) -> None:
-    staging, prod = default_config.stages
-    assert release_seconds(staging) == 45 + 15 + 10 + 5 + 10 + 180 + 10
-    assert release_seconds(prod) - release_seconds(staging) == 7 * 60
+def _timings(synthesized: Synthesized) -> dict[str, ServiceTimings]:
+    return {
+        name: ServiceTimings.from_template(template)
+        for name, template in service_templates(synthesized.outdir).items()
+    }
+
+
+def test_blue_green_release_is_dominated_by_the_bake_time(default_synth: Synthesized) -> None:
+    timings = _timings(default_synth)
+    assert list(timings) == ["staging", "prod"]  # pipeline order
+    staging, prod = timings["staging"], timings["prod"]
+    assert staging.hook_stages == ("POST_TEST_TRAFFIC_SHIFT",)
+    # start, health (grace 15 s > 2 x 5 s), test shift, hook, production shift, bake, drain
+    assert release_seconds(staging) == 45 + 15 + 10 + 5 + 10 + 3 * 60 + 10
+    assert release_seconds(prod) - release_seconds(staging) == (10 - 3) * 60
     names = [phase.name for phase in release_phases(prod)]
-    assert names.index("smoke-test hook on green") < names.index("production traffic to green")
+    assert names.index("lifecycle hook at POST_TEST_TRAFFIC_SHIFT (smoke test)") < names.index(
+        "production traffic to green"
+    )
 
 
-def test_canary_and_linear_add_their_steps() -> None:
-    canary = load_config(FIXTURES / "imported.toml").stages[1]
-    linear = load_config(FIXTURES / "five-stages.toml").stages[4]
+def test_canary_and_linear_add_their_steps(
+    imported_synth: Synthesized, synth: Callable[..., Synthesized]
+) -> None:
+    canary = _timings(imported_synth)["prod"]
+    linear = _timings(synth(FIXTURES / "five-stages.toml", suffix="-blue"))["prod"]
+    assert (canary.strategy, canary.step_percent, canary.step_minutes) == ("CANARY", 10, 3)
     assert any(p.name == "canary steps (1 x 3 min)" for p in release_phases(canary))
+    assert (linear.strategy, linear.step_percent) == ("LINEAR", 20)
     assert any(p.name == "linear steps (4 x 1 min)" for p in release_phases(linear))
 
 
-def test_alarms_fire_well_within_the_shortest_bake_time(default_config: DeploymentConfig) -> None:
-    shortest = min(stage.release.bake_minutes for stage in default_config.stages) * 60
+def test_values_come_from_the_template_with_elb_defaults_where_unset() -> None:
+    template: dict[str, Any] = {
+        "Resources": {
+            "Service": {
+                "Type": "AWS::ECS::Service",
+                "Properties": {"DeploymentConfiguration": {"Strategy": "BLUE_GREEN"}},
+            },
+            "Group": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {}},
+        }
+    }
+    slow = ServiceTimings.from_template(template)
+    assert (slow.health_check_interval_seconds, slow.healthy_threshold) == (30, 5)
+    assert slow.deregistration_delay_seconds == 300
+    assert release_seconds(slow) == 45 + 150 + 10 + 10 + 0 + 300
+
+
+def test_a_template_without_a_blue_green_service_is_refused() -> None:
+    with pytest.raises(TemplateError, match="one ECS service"):
+        ServiceTimings.from_template({"Resources": {}})
+    rolling = {
+        "Resources": {
+            "Service": {"Type": "AWS::ECS::Service", "Properties": {}},
+            "Group": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {}},
+        }
+    }
+    with pytest.raises(TemplateError, match="ROLLING"):
+        ServiceTimings.from_template(rolling)
+
+
+def test_alarms_fire_well_within_the_shortest_bake_time(default_synth: Synthesized) -> None:
+    shortest = min(t.bake_minutes for t in _timings(default_synth).values()) * 60
     assert rollback_detection_seconds() <= shortest
