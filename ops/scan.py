@@ -1,4 +1,4 @@
-"""`make scan` and the pipeline's SecurityScan step: one script, the same Trivy, the same settings.
+"""`make scan` and the pipeline's SecurityScan action: one script, the same Trivy, the same settings.
 
 Scans, and what fails them:
   secrets    any secret in the source tree                          (offline)
@@ -293,7 +293,7 @@ def run(
     if not with_image:
         out(
             "SKIP image vulnerabilities and SBOM: they need Trivy's vulnerability database "
-            "(network) and a Docker engine, so they run in the pipeline's SecurityScan step."
+            "(network) and a Docker engine, so they run in the pipeline's SecurityScan action."
         )
     out(f"Reports: {trivy.reports}")
     return ok
