@@ -1,4 +1,4 @@
-"""`make scan` and the pipeline's SecurityScan action: one script, the same Trivy, the same settings.
+"""`make scan` and the pipeline's SecurityScan action: one script, one Trivy, one set of settings.
 
 Scans, and what fails them:
   secrets    any secret in the source tree                          (offline)
