@@ -90,16 +90,18 @@ def log_encryption_key(
             "kms:GenerateDataKey*",
             "kms:Describe*",
         ],
-        conditions={
-            "ArnLike": {
-                "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                    service="logs",
-                    resource="log-group",
-                    resource_name="*",
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            }
-        },
+        conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_group_arn(scope, "*")}},
+    )
+
+
+def log_group_arn(scope: Construct, name: str) -> str:
+    """The ARN of log group `name` in this account and region, without the `:*` suffix that
+    `LogGroup.log_group_arn` carries (the form WAF logging and KMS encryption contexts expect)."""
+    return Stack.of(scope).format_arn(
+        service="logs",
+        resource="log-group",
+        resource_name=name,
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -13,7 +13,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from components.keys import encrypted_log_group, log_encryption_key
+from components.keys import encrypted_log_group, log_encryption_key, log_group_arn
 from configuration import ReleaseConfig, ServiceConfig
 from service.monitoring import Monitoring
 from service.smoke_hook import SmokeHook
@@ -267,14 +267,7 @@ class WebService(Construct):
             self,
             "WebAclLogging",
             resource_arn=self.web_acl.attr_arn,
-            log_destination_configs=[
-                Stack.of(self).format_arn(
-                    service="logs",
-                    resource="log-group",
-                    resource_name=waf_logs.log_group_name,
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )
-            ],
+            log_destination_configs=[log_group_arn(self, waf_logs.log_group_name)],
         )
 
     def _target_group(
