@@ -66,10 +66,21 @@ class Account:
         return [policy for policy in self.policies if not policy.boundary]
 
 
+@dataclass(frozen=True)
+class Environment:
+    """One account and region to bootstrap, and the account its CDK roles must trust (None for
+    the pipeline account's own environments)."""
+
+    account: str
+    region: str
+    trusted: str | None
+
+
 @dataclass
 class Plan:
     accounts: list[Account] = field(default_factory=list)
     commands: list[tuple[str, list[str]]] = field(default_factory=list)  # (account, argv)
+    environments: list[Environment] = field(default_factory=list)  # in the commands' order
 
 
 def partition_of(region: str) -> str:
@@ -116,6 +127,7 @@ def plan(config: DeploymentConfig) -> Plan:
                 *(["--profile", profile] if profile else []),
             ]
             result.commands.append((account, argv))
+            result.environments.append(Environment(account, region, pipeline.account))
 
     pipeline_regions = [
         pipeline.region,
@@ -137,6 +149,9 @@ def plan(config: DeploymentConfig) -> Plan:
         for region in pipeline_regions
     ]
     result.commands = pipeline_commands + result.commands
+    result.environments = [
+        Environment(pipeline.account, region, None) for region in pipeline_regions
+    ] + result.environments
     return result
 
 

@@ -238,9 +238,7 @@ def check_certificate(session: Any, arn: str, domain: str | None) -> Check:
             f"status {status}",
             "finish validation (add the DNS validation records)",
         )
-    if domain and not any(
-        n == domain or (n.startswith("*.") and domain.endswith(n[1:])) for n in names
-    ):
+    if domain and not any(_covers(name, domain) for name in names):
         return Check(
             "certificate",
             arn,
@@ -277,12 +275,10 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
     from ops.bootstrap import plan
 
     pipeline = config.pipeline
+    bootstrap = plan(config)
     checks: list[Check] = []
     sessions: dict[str, Any] = {}
-    accounts = {pipeline.account: pipeline.profile}
-    for stage in config.stages:
-        accounts.setdefault(stage.account, stage.profile)
-    for account, profile in accounts.items():
+    for account, profile in ((a.account, a.profile) for a in bootstrap.accounts):
         try:
             session = session_for(profile, pipeline.region)
         except Exception as error:
@@ -296,24 +292,18 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
 
     policies = {
         account.account: [policy.name for policy in account.execution_policies]
-        for account in plan(config).accounts
+        for account in bootstrap.accounts
     }
-    environments: list[tuple[str, str, str | None]] = [(pipeline.account, pipeline.region, None)]
-    environments += [
-        (pipeline.account, region, None)
-        for region in sorted({s.region for s in config.stages} - {pipeline.region})
-    ]
-    environments += [(s.account, s.region, pipeline.account) for s in config.stages]
-    for account, region, trusted in dict.fromkeys(environments):
+    for environment in bootstrap.environments:
+        account = environment.account
         if account not in sessions:
             continue
-        session = session_for(sessions[account], region)
         checks += check_bootstrap(
-            session,
+            session_for(sessions[account], environment.region),
             account,
-            region,
+            environment.region,
             required,
-            pipeline_account=trusted,
+            pipeline_account=environment.trusted,
             execution_policies=policies.get(account),
         )
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+import ops.bootstrap
 from configuration import load_config
 from ops.bootstrap import (
     MAX_POLICY_VERSIONS,
@@ -66,10 +68,22 @@ def test_pipeline_account_is_bootstrapped_in_every_stage_region() -> None:
     result = plan(load_config(FIXTURES / "imported.toml"))
     pipeline = [argv[2] for account, argv in result.commands if account == "111111111111"]
     assert pipeline == ["aws://111111111111/us-east-1", "aws://111111111111/us-west-2"]
+    # The environments (what `make doctor` checks) follow the commands one for one.
+    assert [f"aws://{e.account}/{e.region}" for e in result.environments] == [
+        argv[2] for _, argv in result.commands
+    ]
+    assert {e.trusted for e in result.environments if e.account == "111111111111"} == {None}
+    assert {e.trusted for e in result.environments if e.account != "111111111111"} == {
+        "111111111111"
+    }
 
 
-def test_dry_run_prints_and_calls_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_prints_and_calls_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(ops.bootstrap, "BUILD_DIR", tmp_path)
     assert main([str(DEFAULT_CONFIG)]) == 0
+    assert any(tmp_path.glob("*/*.json"))  # the policy documents, for review
     out = capsys.readouterr().out
     assert "dry run" in out
     assert "cdk bootstrap aws://333333333333/eu-west-1 --trust 111111111111" in out

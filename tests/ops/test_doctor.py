@@ -15,7 +15,15 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from configuration import load_config
-from ops.doctor import Check, MissingCredentialsError, main, required_bootstrap_version, run, table
+from ops.doctor import (
+    Check,
+    MissingCredentialsError,
+    check_certificate,
+    main,
+    required_bootstrap_version,
+    run,
+    table,
+)
 
 from ..conftest import Synthesized
 
@@ -291,8 +299,29 @@ def test_table_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "FAIL status PENDING_VALIDATION" in out
 
 
-def test_required_version_is_read_from_the_cloud_assembly(default_synth: Synthesized) -> None:
+def test_required_version_is_read_from_the_cloud_assembly(
+    default_synth: Synthesized, tmp_path: Path
+) -> None:
     assert required_bootstrap_version(default_synth.outdir) == 8
+    # A stage's nested assembly asking for more than CDK's default decides it.
+    nested = tmp_path / "assembly-Pipeline-prod"
+    nested.mkdir()
+    (nested / "manifest.json").write_text(
+        json.dumps(
+            {
+                "artifacts": {
+                    "Service": {
+                        "type": "aws:cloudformation:stack",
+                        "properties": {"requiresBootstrapStackVersion": 21},
+                    }
+                }
+            }
+        )
+    )
+    assert required_bootstrap_version(tmp_path) == 21
+
+
+def test_table_marks_failures() -> None:
     assert "FAIL" in table([Check("x", "y", False, "z")])
 
 
@@ -324,10 +353,38 @@ def test_botocore_credential_errors_become_the_plain_message(
     assert "pipeline-admin" in capsys.readouterr().err
 
 
-def test_wildcard_certificates_cover_exactly_one_label() -> None:
-    from ops.doctor import _covers
+@pytest.mark.parametrize(
+    ("domain", "ok"),
+    [
+        ("app.example.com", True),
+        ("a.b.example.com", False),  # a wildcard covers exactly one label
+        ("example.com", False),
+        ("www.example.org", True),  # a subject alternative name
+    ],
+)
+def test_an_issued_certificate_must_cover_the_domain(domain: str, ok: bool) -> None:
+    arn = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/00000000-0000-4000-8000-000000000009"
+    client = _BOTOCORE.create_client("acm", region_name=REGION)
+    stubber = Stubber(client)
+    stubber.add_response(
+        "describe_certificate",
+        {
+            "Certificate": {
+                "CertificateArn": arn,
+                "DomainName": "*.example.com",
+                "SubjectAlternativeNames": ["*.example.com", "www.example.org"],
+                "Status": "ISSUED",
+            }
+        },
+        {"CertificateArn": arn},
+    )
+    stubber.activate()
 
-    assert _covers("*.example.com", "app.example.com")
-    assert not _covers("*.example.com", "a.b.example.com")
-    assert not _covers("*.example.com", "example.com")
-    assert _covers("app.example.com", "app.example.com")
+    class AcmSession:
+        def client(self, name: str) -> Any:
+            assert name == "acm"
+            return client
+
+    check = check_certificate(AcmSession(), arn, domain)
+    assert check.ok is ok, check
+    assert ok or check.detail == f"not valid for {domain}"
