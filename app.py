@@ -81,7 +81,7 @@ def build(
 
     The tests call this too, so they check exactly what `cdk synth` produces.
     """
-    compliance = Compliance(config, acknowledgements, suffix=suffix)
+    compliance = Compliance(config, acknowledgements)
     stack = PipelineStack(
         app,
         "Pipeline",

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aws_cdk import region_info
-
 from configuration import ConfigError, DeploymentConfig, load_config
+from configuration.regions import partition_of
 from configuration.toolchain import ROOT
 from policies.execution_policy import (
     PERMISSIONS_BOUNDARY,
@@ -81,10 +80,6 @@ class Plan:
     accounts: list[Account] = field(default_factory=list)
     commands: list[tuple[str, list[str]]] = field(default_factory=list)  # (account, argv)
     environments: list[Environment] = field(default_factory=list)  # in the commands' order
-
-
-def partition_of(region: str) -> str:
-    return region_info.RegionInfo.get(region).partition or "aws"
 
 
 def plan(config: DeploymentConfig) -> Plan:

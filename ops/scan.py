@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -47,7 +46,6 @@ class ScanError(Exception):
 
 @dataclass(frozen=True)
 class Finding:
-    scan: str
     id: str
     severity: str
     target: str
@@ -155,7 +153,6 @@ class Trivy:
         )
         return [
             Finding(
-                "secrets",
                 s["RuleID"],
                 s["Severity"],
                 r["Target"],
@@ -166,13 +163,20 @@ class Trivy:
             for s in r.get("Secrets") or []
         ]
 
-    def config(self, target: Path, report: str) -> list[Finding]:
+    def dockerfiles(self, target: Path) -> list[Finding]:
+        return self._config(target, "dockerfile", "dockerfile.json")
+
+    def templates(self, target: Path) -> list[Finding]:
+        # Only CloudFormation: the cloud assembly also holds a copy of the Dockerfile (the image
+        # asset), which dockerfiles() scans at its source.
+        return self._config(target, "cloudformation", "templates.json")
+
+    def _config(self, target: Path, scanner: str, report: str) -> list[Finding]:
         # Trivy does not follow a symlinked directory (the pipeline links cdk.out to the synth
         # output): scan the real path, and refuse a scan that found nothing to scan at all.
         real = target.resolve()
-        data = self._run(
-            ["config", "--skip-check-update", "--severity", SEVERITIES, str(real)], report
-        )
+        argv = ["config", "--skip-check-update", "--misconfig-scanners", scanner]
+        data = self._run([*argv, "--severity", SEVERITIES, str(real)], report)
         if not data.get("Results"):
             raise ScanError(
                 f"{target}: Trivy found no Dockerfile or template to scan; "
@@ -186,7 +190,6 @@ class Trivy:
                 where = f" ({resource})" if resource and "/" not in resource else ""
                 findings.append(
                     Finding(
-                        report.removesuffix(".json"),
                         item["ID"],
                         item["Severity"],
                         result["Target"],
@@ -212,7 +215,6 @@ class Trivy:
         self._sbom(image)
         return [
             Finding(
-                "image",
                 v["VulnerabilityID"],
                 v["Severity"],
                 f"{v['PkgName']} {v.get('InstalledVersion', '')}",
@@ -273,12 +275,8 @@ def run(
         out(f"FAIL ignore file: {problem}")
     findings: dict[str, list[Finding]] = {
         "secrets in the source tree": trivy.secrets(source_root),
-        "Dockerfile misconfigurations (HIGH, CRITICAL)": trivy.config(
-            dockerfile_dir, "dockerfile.json"
-        ),
-        "template misconfigurations (HIGH, CRITICAL)": trivy.config(
-            cloud_assembly, "templates.json"
-        ),
+        "Dockerfile misconfigurations (HIGH, CRITICAL)": trivy.dockerfiles(dockerfile_dir),
+        "template misconfigurations (HIGH, CRITICAL)": trivy.templates(cloud_assembly),
     }
     if with_image:
         tag = "scan-target:latest"
@@ -309,7 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         version = verify_trivy(binary)
         print(f"Trivy {version}, SHA-256 verified against {LOCK.relative_to(ROOT)}.")
-        os.environ.setdefault("TRIVY_NO_PROGRESS", "true")
         ok = run(
             trivy=Trivy(binary, args.reports),
             cloud_assembly=args.cdk_out,

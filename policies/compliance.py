@@ -15,11 +15,11 @@ from typing import Annotated, Literal
 import aws_cdk as cdk
 import cdk_nag
 from aws_cdk import aws_codepipeline as codepipeline
-from aws_cdk import region_info
 from constructs import IConstruct
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from configuration import ConfigError, DeploymentConfig, StageConfig
+from configuration.regions import partition_of
 from configuration.waves import plan_waves
 
 POLICIES = Path(__file__).resolve().parent
@@ -86,7 +86,6 @@ def expand(
     acknowledgements: list[Acknowledgement],
     config: DeploymentConfig,
     *,
-    suffix: str = "",
     replication_buckets: dict[str, str] | None = None,
     root: IConstruct | None = None,
     include: Callable[[str], bool] | None = None,
@@ -101,7 +100,7 @@ def expand(
     values = {
         "account": pipeline.account,
         "region": pipeline.region,
-        "partition": region_info.RegionInfo.get(pipeline.region).partition or "aws",
+        "partition": partition_of(pipeline.region),
         # CodePipeline names the source action after the repository, with '/' replaced.
         "source_action": pipeline.source.repository.replace("/", "_"),
     }
@@ -207,16 +206,12 @@ class Compliance:
         self,
         config: DeploymentConfig,
         acknowledgements: list[Acknowledgement] | None = None,
-        *,
-        suffix: str = "",
     ) -> None:
         self.config = config
-        self.suffix = suffix
         self.packs = config.compliance.packs
         self._entries = load_acknowledgements() if acknowledgements is None else acknowledgements
         self.applied: list[AppliedAcknowledgement] = []
         self.replication_buckets: dict[str, str] = {}
-        self._done: set[tuple[str, str]] = set()
         self._prepared: list[str] = []
 
     def prepare_stage(self, stage: cdk.Stage) -> None:
@@ -227,7 +222,6 @@ class Compliance:
         items = expand(
             self._entries,
             self.config,
-            suffix=self.suffix,
             root=stage.node.root,
             include=lambda path: path.startswith(prefix),
         )
@@ -249,7 +243,6 @@ class Compliance:
             expand(
                 self._entries,
                 self.config,
-                suffix=self.suffix,
                 replication_buckets=replication,
                 root=app,
                 # The stages' acknowledgements were applied when each stage was prepared.
@@ -261,8 +254,7 @@ class Compliance:
         # One lookup and one acknowledge call per construct: each is a call into jsii.
         by_path: dict[str, dict[str, AppliedAcknowledgement]] = {}
         for item in items:
-            if (item.finding, item.construct_path) not in self._done:
-                by_path.setdefault(item.construct_path, {}).setdefault(item.finding, item)
+            by_path.setdefault(item.construct_path, {}).setdefault(item.finding, item)
         # Only for this pass: constructs are added between prepare_stage and register.
         cache: dict[str, IConstruct | None] = {}
         for path, by_finding in by_path.items():
@@ -283,7 +275,6 @@ class Compliance:
                 *(cdk.Acknowledgment(id=i.finding, reason=i.reason) for i in path_items)
             )
             self.applied.extend(path_items)
-            self._done.update((i.finding, path) for i in path_items)
 
     def summary(self) -> str:
         """A few lines for the terminal: each pack, its findings, the acknowledgements."""

@@ -219,7 +219,7 @@ def generate(resource_types: Iterable[str]) -> dict[str, Any]:
             "Sid": "KeepPermissionsBoundary",
             "Effect": "Deny",
             "Action": [
-                "iam:DeleteRolePermissionsBoundary",
+                *DENIED,
                 "iam:CreatePolicyVersion",
                 "iam:DeletePolicy",
                 "iam:DeletePolicyVersion",
@@ -331,14 +331,19 @@ def load_policies(path: Path = EXECUTION_POLICIES) -> list[dict[str, Any]]:
     return json.loads(path.read_text())["policies"]  # type: ignore[no-any-return]
 
 
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    """A policy statement's Action, which IAM allows as one string or a list."""
+    action = statement["Action"]
+    return list(action) if isinstance(action, list) else [action]
+
+
 def allowed(action: str, policies: list[dict[str, Any]]) -> bool:
     """Whether some Allow statement names `action` (IAM wildcards honoured) and no Deny does."""
 
     def matches(statement: dict[str, Any]) -> bool:
-        names = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        return any(
+            fnmatch.fnmatchcase(action.lower(), name.lower()) for name in actions_of(statement)
         )
-        return any(fnmatch.fnmatchcase(action.lower(), name.lower()) for name in names)
 
     statements = [s for policy in policies for s in policy["document"]["Statement"]]
     if any(s["Effect"] == "Deny" and matches(s) for s in statements):

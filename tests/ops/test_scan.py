@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ops.scan import (
+    DOCKERFILE_DIR,
     IGNORE_FILE,
     LOCK,
     ScanError,
@@ -66,7 +67,7 @@ def test_project_passes_every_offline_scan(
         tmp_path,
         cloud_assembly=default_synth.outdir,
         source=ROOT,
-        docker=ROOT / "service" / "runtime",
+        docker=DOCKERFILE_DIR,
     )
     assert ok, "\n".join(lines)
     assert any(line.startswith("SKIP image vulnerabilities") for line in lines)
@@ -96,7 +97,7 @@ def test_planted_root_dockerfile_fails(verified: Path, tmp_path: Path) -> None:
     (docker / "Dockerfile").write_text(
         'FROM public.ecr.aws/docker/library/python:3.11.14-slim\nCMD ["python"]\n'
     )
-    found = Trivy(verified, tmp_path / "reports", None).config(docker, "dockerfile.json")
+    found = Trivy(verified, tmp_path / "reports", None).dockerfiles(docker)
     assert "DS-0002" in {f.id for f in found}, found
 
 
@@ -124,7 +125,7 @@ OPEN_SSH_TEMPLATE = {
 def test_planted_open_security_group_fails(verified: Path, tmp_path: Path) -> None:
     templates = _clean_dir(tmp_path, "cdk.out")
     (templates / "Open.template.json").write_text(json.dumps(OPEN_SSH_TEMPLATE))
-    found = Trivy(verified, tmp_path / "reports", None).config(templates, "templates.json")
+    found = Trivy(verified, tmp_path / "reports", None).templates(templates)
     assert "AWS-0107" in {f.id for f in found}, found  # unrestricted ingress to SSH
 
 
@@ -192,7 +193,7 @@ def test_an_ignore_problem_fails_the_scan(verified: Path, tmp_path: Path) -> Non
         tmp_path,
         cloud_assembly=_small_assembly(tmp_path),
         source=_clean_dir(tmp_path, "src"),
-        docker=ROOT / "service" / "runtime",
+        docker=DOCKERFILE_DIR,
         ignore=ignore,
         today=far_future,
     )
@@ -233,9 +234,7 @@ def test_lock_agrees_with_the_pinned_wheel() -> None:
 def test_image_is_built_from_the_published_asset(default_synth: Synthesized) -> None:
     directory = docker_asset_directory(default_synth.outdir)
     assert directory.name.startswith("asset.")
-    assert (directory / "Dockerfile").read_text() == (
-        ROOT / "service" / "runtime" / "Dockerfile"
-    ).read_text()
+    assert (directory / "Dockerfile").read_text() == (DOCKERFILE_DIR / "Dockerfile").read_text()
 
 
 def test_a_symlinked_cloud_assembly_is_scanned_for_real(verified: Path, tmp_path: Path) -> None:
@@ -244,12 +243,10 @@ def test_a_symlinked_cloud_assembly_is_scanned_for_real(verified: Path, tmp_path
     (real / "Open.template.json").write_text(json.dumps(OPEN_SSH_TEMPLATE))
     link = tmp_path / "cdk.out"
     link.symlink_to(real, target_is_directory=True)
-    found = Trivy(verified, tmp_path / "reports", None).config(link, "templates.json")
+    found = Trivy(verified, tmp_path / "reports", None).templates(link)
     assert "AWS-0107" in {f.id for f in found}
 
 
 def test_a_scan_of_nothing_does_not_pass(verified: Path, tmp_path: Path) -> None:
     with pytest.raises(ScanError, match="no Dockerfile or template to scan"):
-        Trivy(verified, tmp_path / "reports", None).config(
-            _clean_dir(tmp_path, "empty"), "templates.json"
-        )
+        Trivy(verified, tmp_path / "reports", None).templates(_clean_dir(tmp_path, "empty"))

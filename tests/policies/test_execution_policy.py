@@ -11,6 +11,7 @@ from aws_cdk.assertions import Template
 
 from policies.execution_policy import (
     PERMISSIONS_BOUNDARY,
+    actions_of,
     allowed,
     load_policies,
     missing,
@@ -51,11 +52,7 @@ def test_no_administrator_access_and_no_star_on_star() -> None:
     assert "AdministratorAccess" not in text
     for policy in load_policies():
         for statement in policy["document"]["Statement"]:
-            actions = (
-                statement["Action"]
-                if isinstance(statement["Action"], list)
-                else [statement["Action"]]
-            )
+            actions = actions_of(statement)
             assert "*" not in actions
             assert not any(action.endswith(":*") for action in actions), statement["Sid"]
 
@@ -129,11 +126,7 @@ def _stage_role_actions(synthesized: Synthesized) -> set[str]:
             for document in documents:
                 for statement in document["Statement"]:
                     if statement["Effect"] == "Allow":
-                        names = (
-                            statement["Action"]
-                            if isinstance(statement["Action"], list)
-                            else [statement["Action"]]
-                        )
+                        names = actions_of(statement)
                         actions.update(names)
     return actions
 
