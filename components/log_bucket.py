@@ -21,7 +21,6 @@ class LogBucket(Construct):
         construct_id: str,
         *,
         removal_policy: RemovalPolicy,
-        retention_days: int = 365,
     ) -> None:
         super().__init__(scope, construct_id)
         destroy = removal_policy == RemovalPolicy.DESTROY
@@ -39,15 +38,22 @@ class LogBucket(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireLogs",
-                    expiration=Duration.days(retention_days),
+                    expiration=Duration.days(365),  # a year of access logs, for audits
                     noncurrent_version_expiration=Duration.days(30),
                     abort_incomplete_multipart_upload_after=Duration.days(7),
                 )
             ],
         )
 
-    def allow_server_access_logs(self, source: s3.IBucket, prefix: str) -> None:
-        """Let S3 deliver `source`'s server access logs under `prefix` (bucket-policy style)."""
+    def receive_server_access_logs(
+        self, source: s3.CfnBucket, source_arn: str, prefix: str
+    ) -> None:
+        """Turn on `source`'s server access logs into this bucket under `prefix`, and let S3
+        deliver them (bucket-policy style). For buckets made elsewhere (CDK Pipelines' artifact
+        bucket), whose L2 construct offers no way to add logging afterwards."""
+        source.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
+            destination_bucket_name=self.bucket.bucket_name, log_file_prefix=prefix
+        )
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(
                 sid=f"S3ServerAccessLogs{prefix.strip('/').title().replace('-', '')}",
@@ -55,7 +61,7 @@ class LogBucket(Construct):
                 actions=["s3:PutObject"],
                 resources=[self.bucket.arn_for_objects(f"{prefix}*")],
                 conditions={
-                    "ArnLike": {"aws:SourceArn": source.bucket_arn},
+                    "ArnLike": {"aws:SourceArn": source_arn},
                     "StringEquals": {"aws:SourceAccount": Stack.of(self).account},
                 },
             )

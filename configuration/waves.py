@@ -50,7 +50,8 @@ class WaveError(ValueError):
 
 def actions_for(stage: StageConfig) -> int:
     """Pipeline actions one target adds: a deploy per stack, the smoke test, and for production
-    the termination-protection step."""
+    the termination-protection step (stacks/pipeline.py adds it for stacks with termination
+    protection, which stages/deployment.py turns on for production stages)."""
     stacks = 1 if stage.network.vpc_id else 2
     return stacks + 1 + int(stage.production)
 

@@ -27,6 +27,8 @@ from typing import Any
 POLICIES = Path(__file__).resolve().parent
 EXECUTION_POLICIES = POLICIES / "cloudformation-execution-policies.json"
 PERMISSIONS_BOUNDARY = POLICIES / "permissions-boundary.json"
+# "{project}-permissions-boundary": the boundary policy's name, as permissions-boundary.json says.
+BOUNDARY_NAME: str = json.loads(PERMISSIONS_BOUNDARY.read_text())["name"]
 SCHEMA_REGION = "us-east-1"  # handler permissions do not differ between commercial regions
 MAX_POLICY_CHARS = 6000  # IAM: 6,144 characters per managed policy, whitespace excluded
 
@@ -227,7 +229,7 @@ def generate(resource_types: Iterable[str]) -> dict[str, Any]:
             ],
             "Resource": [
                 "arn:{partition}:iam::{account}:role/*",
-                "arn:{partition}:iam::{account}:policy/{project}-permissions-boundary",
+                "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAME,
             ],
         }
     )
@@ -243,7 +245,7 @@ def generate(resource_types: Iterable[str]) -> dict[str, Any]:
 
 def _iam_statements(actions: set[str]) -> list[dict[str, Any]]:
     roles = "arn:{partition}:iam::{account}:role/{project}-*"
-    boundary = "arn:{partition}:iam::{account}:policy/{project}-permissions-boundary"
+    boundary = "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAME
     with_boundary = sorted(actions & IAM_WITH_BOUNDARY)
     pass_role = sorted(actions & {"iam:PassRole"})
     linked = sorted(actions & {"iam:CreateServiceLinkedRole"})
@@ -329,6 +331,11 @@ def render(
 
 def load_policies(path: Path = EXECUTION_POLICIES) -> list[dict[str, Any]]:
     return json.loads(path.read_text())["policies"]  # type: ignore[no-any-return]
+
+
+def boundary_name(project: str) -> str:
+    """The name of the permissions boundary policy `make bootstrap` creates for `project`."""
+    return BOUNDARY_NAME.replace("{project}", project)
 
 
 def actions_of(statement: dict[str, Any]) -> list[str]:

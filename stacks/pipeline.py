@@ -6,7 +6,15 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, SecretValue, Stack, Stage, pipelines
+from aws_cdk import (
+    DefaultStackSynthesizer,
+    Duration,
+    RemovalPolicy,
+    SecretValue,
+    Stack,
+    Stage,
+    pipelines,
+)
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as codepipeline_actions
@@ -20,10 +28,14 @@ from constructs import Construct
 from components.keys import publisher_key
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
+from configuration.regions import partition_of
 from configuration.waves import plan_waves
 from stages.deployment import DeploymentStage
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+# What the build projects that run `make` (synth, security scan) install and print first.
+PYTHON_RUNTIME = {"python": "3.11"}
+INSTALL_COMMANDS = ["make --version", "python3 --version"]
 
 
 class PipelineStack(Stack):
@@ -55,17 +67,17 @@ class PipelineStack(Stack):
         source_config = config.pipeline.source
         source = _source(source_config)
 
-        self.access_logs = LogBucket(self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN)
+        access_logs = LogBucket(self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN)
 
         synth_context = f"CONFIG={config_path}" + (f" SUFFIX={suffix[1:]}" if suffix else "")
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=source,
-            install_commands=["make --version", "python3 --version"],
+            install_commands=INSTALL_COMMANDS,
             commands=["make test", f"make synth {synth_context}"],
             primary_output_directory="cdk.out",
             partial_build_spec=codebuild.BuildSpec.from_object(
-                {"phases": {"install": {"runtime-versions": {"python": "3.11", "nodejs": "20"}}}}
+                {"phases": {"install": {"runtime-versions": {**PYTHON_RUNTIME, "nodejs": "20"}}}}
             ),
             # The test suite synthesizes on two workers (each with its own jsii kernel).
             build_environment=codebuild.BuildEnvironment(
@@ -115,8 +127,9 @@ class PipelineStack(Stack):
                 # After each target: smoke-test its public endpoint; a failure stops the
                 # pipeline before the next stage.
                 post: list[pipelines.Step] = [_smoke_test(stage, stage_config, source)]
-                if stage_config.production:
-                    post.append(_protect_stacks(stage))
+                protect = _protect_stacks(stage)
+                if protect is not None:
+                    post.append(protect)
                 if wave is None:
                     self.pipeline.add_stage(stage, pre=pre, post=post)
                 else:
@@ -126,11 +139,9 @@ class PipelineStack(Stack):
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
         # that the trigger below and the compliance checks can see every construct.
         self.pipeline.build_pipeline()
-        self.scan = _security_scan(self, self.pipeline, self.access_logs, fast_layout=fast_layout)
-        self.notifications = _notifications(
-            self, self.pipeline.pipeline, config.pipeline.notify_emails
-        )
-        _harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket, self.access_logs)
+        _security_scan(self, self.pipeline, access_logs, fast_layout=fast_layout)
+        _notifications(self, self.pipeline.pipeline, config.pipeline.notify_emails)
+        _harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket, access_logs)
         # Stages in other regions get a replication bucket in a support stack per region.
         for support in self.pipeline.pipeline.cross_region_support.values():
             _harden_artifact_bucket(support.replication_bucket, None)
@@ -166,7 +177,7 @@ def _security_scan(
     access_logs: LogBucket,
     *,
     fast_layout: bool,
-) -> codebuild.PipelineProject:
+) -> None:
     """Trivy on the commit being released: secrets in the source, the Dockerfile, the synthesized
     templates, and the image built from the exact asset directory the pipeline publishes (with a
     CycloneDX SBOM). Runs `make scan-pipeline`, the same script as `make scan`. Its role reads the
@@ -224,8 +235,8 @@ def _security_scan(
                 "version": "0.2",
                 "phases": {
                     "install": {
-                        "runtime-versions": {"python": "3.11"},
-                        "commands": ["make --version", "python3 --version"],
+                        "runtime-versions": PYTHON_RUNTIME,
+                        "commands": INSTALL_COMMANDS,
                     },
                     "build": {
                         "commands": [
@@ -259,7 +270,6 @@ def _security_scan(
             actions=[action],
             placement=codepipeline.StagePlacement(just_after=stages["Assets"]),
         )
-    return project
 
 
 def _codebuild_action_role(pipeline: pipelines.CodePipeline) -> iam.IRole:
@@ -280,11 +290,7 @@ def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket | None) -
         status="Enabled"
     )
     if access_logs is not None:
-        cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
-            destination_bucket_name=access_logs.bucket.bucket_name,
-            log_file_prefix="pipeline-artifacts/",
-        )
-        access_logs.allow_server_access_logs(bucket, "pipeline-artifacts/")
+        access_logs.receive_server_access_logs(cfn_bucket, bucket.bucket_arn, "pipeline-artifacts/")
     cfn_bucket.lifecycle_configuration = s3.CfnBucket.LifecycleConfigurationProperty(
         rules=[
             s3.CfnBucket.RuleProperty(
@@ -330,9 +336,7 @@ def _smoke_test(
     )
 
 
-def _notifications(
-    scope: Construct, pipeline: codepipeline.Pipeline, emails: list[str]
-) -> sns.Topic:
+def _notifications(scope: Construct, pipeline: codepipeline.Pipeline, emails: list[str]) -> None:
     """Failed and succeeded executions and approvals waiting, to a KMS-encrypted topic."""
     key = publisher_key(
         scope,
@@ -354,25 +358,29 @@ def _notifications(
             codepipeline.PipelineNotificationEvents.MANUAL_APPROVAL_NEEDED,
         ],
     )
-    return topic
 
 
-def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep:
-    """Turn on termination protection for a production stage's stacks.
+def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep | None:
+    """Turn on termination protection for the stage's stacks that ask for it (production's).
 
     CodePipeline's CloudFormation action ignores a stack's termination protection setting
     (aws/aws-cdk#17871), so the pipeline sets it after deploying, through the stage account's CDK
     deploy role (bootstrapped with --trust, and allowed cloudformation:UpdateTerminationProtection).
     """
-    account, region = stage.account, stage.region
-    deploy_role = f"arn:aws:iam::{account}:role/cdk-hnb659fds-deploy-role-{account}-{region}"
+    stacks = [stack for stack in stage.stacks if stack.termination_protection]
+    if not stacks:
+        return None
+    region, synthesizer = stacks[0].region, stacks[0].synthesizer
+    assert isinstance(synthesizer, DefaultStackSynthesizer)
+    # The role CDK Pipelines' own deploy actions use, with the stage's partition filled in.
+    deploy_role = synthesizer.deploy_role_arn.replace("${AWS::Partition}", partition_of(region))
     commands = [
         f"aws configure set profile.target.role_arn {deploy_role}",
         "aws configure set profile.target.credential_source EcsContainer",
     ] + [
         "aws cloudformation update-termination-protection --enable-termination-protection "
         f"--profile target --region {region} --stack-name {stack.stack_name}"
-        for stack in stage.stacks
+        for stack in stacks
     ]
     return pipelines.CodeBuildStep(
         "ProtectStacks",

@@ -41,7 +41,6 @@ class ServiceStack(Stack):
         if vpc is None:
             # Opted into importing an existing VPC: needs credentials or cdk.context.json.
             vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=network.vpc_id)
-        self.vpc = vpc
 
         cluster: ecs.ICluster
         if service.cluster_name is not None:
@@ -59,9 +58,8 @@ class ServiceStack(Stack):
                 vpc=vpc,
                 container_insights_v2=ecs.ContainerInsights.ENABLED,
             )
-        self.cluster = cluster
 
-        self.access_logs = LogBucket(self, "AccessLogs", removal_policy=removal_policy)
+        access_logs = LogBucket(self, "AccessLogs", removal_policy=removal_policy)
         self.web = WebService(
             self,
             "Web",
@@ -72,10 +70,10 @@ class ServiceStack(Stack):
             test_sources=test_sources,
             service_name=service_name,
             production=production,
-            access_logs=self.access_logs.bucket,
+            access_logs=access_logs.bucket,
             removal_policy=removal_policy,
         )
-        self.url_output = CfnOutput(
+        CfnOutput(
             self, "ServiceUrl", value=self.web.url, description="Public endpoint of the service"
         )
         self.dns_output = CfnOutput(

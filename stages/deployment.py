@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Stage
+from aws_cdk import Environment, RemovalPolicy, Stack, Stage
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from configuration import StageConfig
+from policies.execution_policy import boundary_name
 from stacks.network import NetworkStack
 from stacks.service import ServiceStack
 
@@ -72,7 +73,6 @@ class DeploymentStage(Stage):
         # creates in the target account (policies/permissions-boundary.json); the execution
         # policy only lets CloudFormation create roles that carry it.
         boundary = iam.ManagedPolicy.from_managed_policy_name(
-            self.service, "PermissionsBoundary", f"{project}-permissions-boundary"
+            self.service, "PermissionsBoundary", boundary_name(project)
         )
         iam.PermissionsBoundary.of(self).apply(boundary)
-        self.url_output: CfnOutput = self.service.url_output

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from configuration.toolchain import cdk_cli_version
+from policies.execution_policy import actions_of
 
 from ..conftest import FIXTURES, ROOT, Synthesized
 
@@ -33,7 +34,13 @@ def test_pipeline_is_v2_with_rotating_cross_account_key(template: Template) -> N
     template.has_resource_properties(
         "AWS::CodePipeline::Pipeline", {"PipelineType": "V2", "Name": "webapp"}
     )
-    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    # The artifact bucket's key, the one CDK Pipelines creates for cross-account deploys.
+    [key] = [
+        resource
+        for logical_id, resource in template.find_resources("AWS::KMS::Key").items()
+        if logical_id.startswith("PipelineArtifactsBucketEncryptionKey")
+    ]
+    assert key["Properties"]["EnableKeyRotation"] is True
 
 
 def test_pipeline_updates_itself_before_deploying(template: Template) -> None:
@@ -107,7 +114,7 @@ def test_each_stage_deploys_into_its_own_account(
 
 def test_cli_version_comes_from_package_json(template: Template) -> None:
     version = json.loads((ROOT / "package.json").read_text())["dependencies"]["aws-cdk"]
-    assert cdk_cli_version() == version
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), "the CLI must be pinned to one version"
     projects = template.find_resources("AWS::CodeBuild::Project")
     self_mutation = [
         p for p in projects.values() if "cdk -a . deploy" in p["Properties"]["Source"]["BuildSpec"]
@@ -245,13 +252,10 @@ def test_security_scan_role_reads_what_it_scans_and_nothing_else(template: Templ
         action
         for policy in policies
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        for action in (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
+        for action in actions_of(statement)
     }
     services = {action.split(":")[0] for action in actions}
     assert services <= {"s3", "kms", "logs", "codebuild"}, services
-    assert not any(a.startswith(("sts:", "iam:", "cloudformation:", "ecr:")) for a in actions)
 
 
 def test_production_stacks_get_termination_protection_after_deploy(template: Template) -> None:
