@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -137,20 +138,23 @@ class WebService(Construct):
         # Who may reach the test listener: the VPC's NAT addresses (where the smoke-test function
         # calls from) and any configured networks, kept in one managed prefix list.
         sources = [Fn.join("", [ip, "/32"]) for ip in test_sources] + list(release.test_cidrs)
+        # Never empty: a created VPC has at least one NAT gateway, and the config requires
+        # test_cidrs with an imported VPC.
+        assert sources, "the test listener needs at least one source"
         # (The L1 construct: the L2 one rejects addresses that are only known at deploy time.)
-        self.test_sources = ec2.CfnPrefixList(
+        prefix_list = ec2.CfnPrefixList(
             self,
             "TestListenerSources",
             prefix_list_name=f"{Stack.of(self).stack_name}-test-sources",
             address_family="IPv4",
-            max_entries=max(len(sources), 1),
+            max_entries=len(sources),
             entries=[
                 ec2.CfnPrefixList.EntryProperty(cidr=cidr, description="Smoke test source")
                 for cidr in sources
             ],
         )
         self.test_listener.connections.allow_default_port_from(
-            ec2.Peer.prefix_list(self.test_sources.attr_prefix_list_id),
+            ec2.Peer.prefix_list(prefix_list.attr_prefix_list_id),
             "Deployment smoke test (NAT addresses of the VPC, configured networks)",
         )
 
@@ -200,7 +204,6 @@ class WebService(Construct):
             ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and the image registry"
         )
 
-        strategy, shift = _strategy(release)
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -210,9 +213,7 @@ class WebService(Construct):
             desired_count=service.desired_count,
             assign_public_ip=False,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            deployment_strategy=strategy,
-            canary_configuration=shift if release.strategy == "canary" else None,
-            linear_configuration=shift if release.strategy == "linear" else None,
+            **_strategy(release),
             bake_time=Duration.minutes(release.bake_minutes),
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             deployment_alarms=ecs.DeploymentAlarmConfig(
@@ -330,19 +331,24 @@ class WebService(Construct):
         )
 
 
-def _strategy(
-    release: ReleaseConfig,
-) -> tuple[ecs.DeploymentStrategy, ecs.TrafficShiftConfig | None]:
+def _strategy(release: ReleaseConfig) -> dict[str, Any]:
+    """The FargateService arguments of the configured release strategy."""
     step = Duration.minutes(release.step_minutes)
     if release.strategy == "canary":
-        return ecs.DeploymentStrategy.CANARY, ecs.TrafficShiftConfig(
-            step_percent=release.canary_percent, step_bake_time=step
-        )
+        return {
+            "deployment_strategy": ecs.DeploymentStrategy.CANARY,
+            "canary_configuration": ecs.TrafficShiftConfig(
+                step_percent=release.canary_percent, step_bake_time=step
+            ),
+        }
     if release.strategy == "linear":
-        return ecs.DeploymentStrategy.LINEAR, ecs.TrafficShiftConfig(
-            step_percent=release.linear_percent, step_bake_time=step
-        )
-    return ecs.DeploymentStrategy.BLUE_GREEN, None
+        return {
+            "deployment_strategy": ecs.DeploymentStrategy.LINEAR,
+            "linear_configuration": ecs.TrafficShiftConfig(
+                step_percent=release.linear_percent, step_bake_time=step
+            ),
+        }
+    return {"deployment_strategy": ecs.DeploymentStrategy.BLUE_GREEN}
 
 
 def _web_acl(scope: Construct, service_name: str) -> wafv2.CfnWebACL:

@@ -47,8 +47,9 @@ class Monitoring(Construct):
         )
         self.topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
 
-        requests = self._lb_metric("RequestCount", "Sum")
-        errors = self._lb_metric("HTTPCode_Target_5XX_Count", "Sum")
+        lb_metrics = load_balancer.metrics
+        requests = lb_metrics.request_count(period=PERIOD)
+        errors = lb_metrics.http_code_target(elbv2.HttpCodeTarget.TARGET_5XX_COUNT, period=PERIOD)
         error_rate = cloudwatch.MathExpression(
             expression="IF(requests > 0, 100 * errors / requests, 0)",
             using_metrics={"requests": requests, "errors": errors},
@@ -64,7 +65,7 @@ class Monitoring(Construct):
             label="Unhealthy targets",
             period=PERIOD,
         )
-        latency = self._lb_metric("TargetResponseTime", "p99")
+        latency = lb_metrics.target_response_time(statistic="p99", period=PERIOD)
 
         self.alarms = [
             self._alarm(
@@ -95,7 +96,7 @@ class Monitoring(Construct):
             cloudwatch.GraphWidget(
                 title="Response time",
                 left=[
-                    self._lb_metric("TargetResponseTime", "p50"),
+                    lb_metrics.target_response_time(statistic="p50", period=PERIOD),
                     latency,
                 ],
                 width=8,
@@ -134,20 +135,11 @@ class Monitoring(Construct):
             ),
         )
 
-    def _lb_metric(self, name: str, statistic: str) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace="AWS/ApplicationELB",
-            metric_name=name,
-            dimensions_map={"LoadBalancer": self._load_balancer.load_balancer_full_name},
-            statistic=statistic,
-            period=PERIOD,
-        )
-
     def _tg_metric(
         self, target_group: elbv2.ApplicationTargetGroup, name: str, statistic: str
     ) -> cloudwatch.Metric:
-        # Built by hand: the green group has no listener of its own until ECS shifts traffic,
-        # so CDK's target-group metric helpers cannot name its load balancer.
+        # Built from the load balancer's full name. (CDK's target-group metric helpers would
+        # derive the same dimension from a listener ARN, a different expression in the template.)
         return cloudwatch.Metric(
             namespace="AWS/ApplicationELB",
             metric_name=name,

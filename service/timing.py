@@ -38,6 +38,7 @@ class ServiceTimings:
     healthy_threshold: int
     deregistration_delay_seconds: int
     hook_stages: tuple[str, ...]
+    alarm_seconds: int  # the slowest deployment alarm: evaluation periods x period
     step_percent: int | None = None  # the canary's share, or each linear step's
     step_minutes: int | None = None
 
@@ -88,9 +89,28 @@ class ServiceTimings:
                 for hook in deployment.get("LifecycleHooks", [])
                 for stage in hook.get("LifecycleStages", [])
             ),
+            alarm_seconds=max(
+                (_alarm_seconds(r["Properties"]) for r in resources if r["Type"] == ALARM),
+                default=0,
+            ),
             step_percent=step_percent,
             step_minutes=step_minutes,
         )
+
+
+ALARM = "AWS::CloudWatch::Alarm"
+# CloudWatch publishes load balancer metrics about a minute late (assumed, not in any template).
+PUBLICATION_DELAY_SECONDS = 60
+
+
+def _alarm_seconds(alarm: dict[str, Any]) -> int:
+    """How long an alarm needs to see a breach: its evaluation periods times its period (for a
+    metric-math alarm, the longest period of the metrics it combines)."""
+    periods = [int(alarm["Period"])] if "Period" in alarm else []
+    periods += [
+        int(m["MetricStat"]["Period"]) for m in alarm.get("Metrics", []) if "MetricStat" in m
+    ]
+    return int(alarm["EvaluationPeriods"]) * max(periods, default=0)
 
 
 @dataclass(frozen=True)
@@ -133,10 +153,10 @@ def release_seconds(timings: ServiceTimings) -> int:
     return sum(phase.seconds for phase in release_phases(timings))
 
 
-def rollback_detection_seconds() -> int:
-    """Worst case from a bad release taking traffic to its alarm firing: two one-minute periods,
-    plus CloudWatch's publication delay of about a minute (assumed)."""
-    return 2 * 60 + 60
+def rollback_detection_seconds(timings: ServiceTimings) -> int:
+    """Worst case from a bad release taking traffic to its deployment alarm firing: the slowest
+    alarm's evaluation window plus CloudWatch's publication delay."""
+    return timings.alarm_seconds + PUBLICATION_DELAY_SECONDS
 
 
 def service_templates(cloud_assembly: Path) -> dict[str, dict[str, Any]]:

@@ -22,21 +22,23 @@ LOG.setLevel(logging.INFO)
 
 
 def settings_from_environment(env: dict[str, str]) -> tuple[Target, Settings, int, int]:
+    """The function's environment, which service/smoke_hook.py sets in full: no fallbacks here,
+    so the stack is the one place these values are decided."""
     target = Target(
         host=env["TEST_HOST"],
         port=int(env["TEST_PORT"]),
-        scheme=env.get("TEST_SCHEME", "https"),
-        server_name=env.get("SERVER_NAME") or None,
+        scheme=env["TEST_SCHEME"],
+        server_name=env.get("SERVER_NAME") or None,  # empty without a domain name
     )
-    checks = tuple(Check(c["path"], int(c["status"])) for c in json.loads(env.get("CHECKS", "[]")))
+    checks = tuple(Check(c["path"], int(c["status"])) for c in json.loads(env["CHECKS"]))
     settings = Settings(
         expected_version=env["EXPECTED_VERSION"],
         checks=checks,
-        timeout=float(env.get("TIMEOUT_SECONDS", "5")),
-        attempts=int(env.get("ATTEMPTS", "3")),
-        backoff=float(env.get("BACKOFF_SECONDS", "1")),
+        timeout=float(env["TIMEOUT_SECONDS"]),
+        attempts=int(env["ATTEMPTS"]),
+        backoff=float(env["BACKOFF_SECONDS"]),
     )
-    return target, settings, int(env.get("MAX_ROUNDS", "6")), int(env.get("CALLBACK_DELAY", "15"))
+    return target, settings, int(env["MAX_ROUNDS"]), int(env["CALLBACK_DELAY"])
 
 
 # Time kept back from the function's timeout to answer ECS.

@@ -53,8 +53,11 @@ class Settings:
 
 @dataclass
 class Outcome:
-    ok: bool
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
     def summary(self) -> str:
         return "all checks passed" if self.ok else "; ".join(self.problems)
@@ -138,7 +141,7 @@ def run_checks(
         for attempt in range(1, settings.attempts + 1):
             if no_time_for(settings.timeout):
                 problems.append(f"GET {check.path}: not checked, out of time for this round")
-                return Outcome(ok=False, problems=problems)
+                return Outcome(problems)
             problem = _attempt(target, check, settings, is_version)
             if problem is None:
                 break
@@ -147,11 +150,11 @@ def run_checks(
                 problems.append(problem)
             elif no_time_for(delay + settings.timeout):
                 problems.append(problem)
-                return Outcome(ok=False, problems=problems)
+                return Outcome(problems)
             else:
                 sleep(delay)
                 delay *= 2
-    return Outcome(ok=not problems, problems=problems)
+    return Outcome(problems)
 
 
 def _check(text: str) -> Check:

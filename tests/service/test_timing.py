@@ -60,9 +60,17 @@ def test_values_come_from_the_template_with_elb_defaults_where_unset() -> None:
                 "Properties": {"DeploymentConfiguration": {"Strategy": "BLUE_GREEN"}},
             },
             "Group": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {}},
+            "Alarm": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {
+                    "EvaluationPeriods": 3,
+                    "Metrics": [{"Id": "e"}, {"Id": "m", "MetricStat": {"Period": 300}}],
+                },
+            },
         }
     }
     slow = ServiceTimings.from_template(template)
+    assert slow.alarm_seconds == 3 * 300
     assert (slow.health_check_interval_seconds, slow.healthy_threshold) == (30, 5)
     assert slow.deregistration_delay_seconds == 300
     assert release_seconds(slow) == 45 + 150 + 10 + 10 + 0 + 300
@@ -82,5 +90,7 @@ def test_a_template_without_a_blue_green_service_is_refused() -> None:
 
 
 def test_alarms_fire_well_within_the_shortest_bake_time(default_synth: Synthesized) -> None:
-    shortest = min(t.bake_minutes for t in _timings(default_synth).values()) * 60
-    assert rollback_detection_seconds() <= shortest
+    for timings in _timings(default_synth).values():
+        # Two one-minute periods, as service/monitoring.py builds them, plus the delay.
+        assert timings.alarm_seconds == 2 * 60
+        assert rollback_detection_seconds(timings) <= timings.bake_minutes * 60
