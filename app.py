@@ -17,6 +17,7 @@ os.environ.setdefault("CDK_VALIDATION", "false")
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -82,7 +83,29 @@ def build(
     The tests call this too, so they check exactly what `cdk synth` produces.
     """
     compliance = Compliance(config, acknowledgements)
-    stack = PipelineStack(
+    stack = pipeline_stack(
+        app,
+        config,
+        config_path=config_path,
+        suffix=suffix,
+        prepare_stage=compliance.prepare_stage,
+    )
+    compliance.register(app, stack.pipeline.pipeline)
+    return stack, compliance
+
+
+def pipeline_stack(
+    app: cdk.App,
+    config: DeploymentConfig,
+    *,
+    config_path: str,
+    suffix: str = "",
+    prepare_stage: Callable[[cdk.Stage], None] | None = None,
+    fast_layout: bool = True,
+) -> PipelineStack:
+    """The pipeline stack alone, without the compliance checks (`make bench` builds CDK
+    Pipelines' default layout with `fast_layout=False` to compare)."""
+    return PipelineStack(
         app,
         "Pipeline",
         stack_name=f"{config.pipeline.project}-pipeline{suffix}",
@@ -91,10 +114,9 @@ def build(
         config_path=config_path,
         suffix=suffix,
         cli_version=cdk_cli_version(),
-        prepare_stage=compliance.prepare_stage,
+        prepare_stage=prepare_stage,
+        fast_layout=fast_layout,
     )
-    compliance.register(app, stack.pipeline.pipeline)
-    return stack, compliance
 
 
 def _remove_if_empty(outdir: Path) -> None:

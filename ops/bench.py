@@ -31,8 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from configuration.toolchain import ROOT
-from ops.diagram import pipeline_template
+from configuration.toolchain import ROOT, cdk_json_context
+from ops.diagram import PipelineStage, pipeline_template, read_stages
+from service.timing import ServiceTimings, release_phases, release_seconds, service_templates
 
 OUT = ROOT / "build" / "bench"
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
@@ -107,12 +108,20 @@ def synth_seconds(config: Path, runs: int = RUNS) -> float:
     return median_synth(argv, ROOT, runs)
 
 
-def fleet_config(count: int) -> Path:
-    """The default config with `count` non-production targets in sequence."""
+def fleet_config(
+    count: int,
+    *,
+    directory: Path | None = None,
+    wave: str | list[str] | None = None,
+    production: bool = False,
+) -> Path:
+    """The default config's pipeline with `count` targets in sequence (or in `wave`, one name for
+    all or one per target), written to `directory` (default build/bench)."""
     lines = (ROOT / "config" / "default.toml").read_text()
     head = lines[: lines.index("[[stages]]")]
     stages = []
     for index in range(count):
+        stage_wave = wave[index] if isinstance(wave, list) else wave
         stages.append(
             f"""
 [[stages]]
@@ -120,27 +129,27 @@ name = "target{index:02d}"
 account = "{500000000000 + index}"
 region = "eu-west-1"
 availability_zones = ["eu-west-1a", "eu-west-1b"]
-
+production = {str(production).lower()}
+"""
+            + (f'wave = "{stage_wave}"\n' if stage_wave else "")
+            + f"""
 [stages.network]
 cidr = "10.{index}.0.0/16"
 
 [stages.service]
 plain_http_reason = "A benchmark target, never deployed: it only measures synthesis."
 """
+            + ("\n[stages.release]\nbake_minutes = 10\n" if production else "")
         )
-    path = OUT / f"fleet-{count}.toml"
+    path = (directory or OUT) / f"fleet-{count}.toml"
     path.write_text(head + "".join(stages))
     return path
 
 
-def critical_path(template: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
+def critical_path(stages: list[PipelineStage]) -> tuple[int, list[tuple[str, int]]]:
     """Sequential actions: per pipeline stage, its distinct run orders, summed over stages."""
-    [pipeline] = [
-        r for r in template["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"
-    ]
     per_stage = [
-        (stage["Name"], len({action["RunOrder"] for action in stage["Actions"]}))
-        for stage in pipeline["Properties"]["Stages"]
+        (stage.name, len({action.run_order for action in stage.actions})) for stage in stages
     ]
     return sum(n for _, n in per_stage), per_stage
 
@@ -159,23 +168,12 @@ def _synthesize_default_layout(outdir: Path) -> None:
     are left out: the comparison is about the shape of the pipeline only."""
     import aws_cdk as cdk
 
+    from app import pipeline_stack
     from configuration import load_config
-    from configuration.toolchain import cdk_cli_version
-    from stacks.pipeline import PipelineStack
 
+    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
     config = load_config(ROOT / "config" / "default.toml")
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    app = cdk.App(outdir=str(outdir), context=context)
-    PipelineStack(
-        app,
-        "Pipeline",
-        env=cdk.Environment(account=config.pipeline.account, region=config.pipeline.region),
-        config=config,
-        config_path="config/default.toml",
-        suffix="",
-        cli_version=cdk_cli_version(),
-        fast_layout=False,
-    )
+    pipeline_stack(app, config, config_path="config/default.toml", fast_layout=False)
     app.synth()
 
 
@@ -206,10 +204,9 @@ def _in_process(outdir: Path) -> None:
 
     timings = {"import": time.perf_counter() - start}
     config = load_config(ROOT / "config" / "default.toml")
-    context = json.loads((ROOT / "cdk.json").read_text())["context"]
     for name in ("first", "second"):
         start = time.perf_counter()
-        app = cdk.App(outdir=str(outdir / name), context=context)
+        app = cdk.App(outdir=str(outdir / name), context=cdk_json_context())
         build(app, config, config_path="config/default.toml")
         app.synth()
         timings[name] = time.perf_counter() - start
@@ -240,9 +237,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    sys.path.insert(0, str(ROOT))
-    from service.timing import ServiceTimings, release_phases, service_templates
-
     print(f"Measuring on {os.cpu_count()} cores, median of {RUNS} runs where noted...")
     floor = floor_seconds()
     floor_cdk_defaults = floor_seconds(validation=True)
@@ -251,14 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     passes = in_process_seconds()
     imports, cold, warm = passes["import"], passes["first"], passes["second"]
     tests = test_suite_seconds()
-    ours, ours_stages = critical_path(pipeline_template(OUT / "cdk.out-default"))
-    baseline, baseline_stages = critical_path(default_layout_template())
+    ours, ours_stages = critical_path(read_stages(pipeline_template(OUT / "cdk.out-default")))
+    baseline, baseline_stages = critical_path(read_stages(default_layout_template()))
     releases: dict[str, dict[str, Any]] = {}
     for name, template in service_templates(OUT / "cdk.out-default").items():
-        phases = release_phases(ServiceTimings.from_template(template))
+        timings = ServiceTimings.from_template(template)
         releases[name] = {
-            "seconds": sum(p.seconds for p in phases),
-            "phases": [(p.name, p.seconds) for p in phases],
+            "seconds": release_seconds(timings),
+            "phases": [(p.name, p.seconds) for p in release_phases(timings)],
         }
     ratios = {
         "synth_vs_floor": default / floor,

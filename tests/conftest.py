@@ -21,6 +21,7 @@ from aws_cdk import cx_api
 
 from app import build
 from configuration import DeploymentConfig, load_config
+from configuration.toolchain import cdk_json_context
 from policies.compliance import Acknowledgement, Compliance
 from stacks.pipeline import PipelineStack
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
 FIXTURES = ROOT / "tests" / "fixtures"
 CDK_CONTEXT: dict[str, Any] = {
-    **json.loads((ROOT / "cdk.json").read_text())["context"],
+    **cdk_json_context(),
     # What the CDK CLI adds when it runs app.py, so the templates match `cdk synth`'s.
     "aws:cdk:enable-path-metadata": True,
     "aws:cdk:enable-asset-metadata": True,

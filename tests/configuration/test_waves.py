@@ -8,40 +8,9 @@ import pytest
 
 from configuration import ConfigError, load_config
 from configuration.waves import MAX_ACTIONS_PER_STAGE, plan_waves
+from ops.bench import fleet_config
 
 from ..conftest import FIXTURES
-
-
-def _fleet(
-    tmp_path: Path, count: int, *, wave: str | list[str] | None, production: bool = False
-) -> Path:
-    lines = [
-        "[pipeline]",
-        'project = "fleet"',
-        'account = "111111111111"',
-        'region = "eu-west-1"',
-        "[pipeline.source]",
-        'repository = "o/r"',
-        'branch = "main"',
-        'connection_arn = "arn:aws:codeconnections:eu-west-1:111111111111:connection/11111111-2222-4333-8444-555555555555"',
-    ]
-    for i in range(count):
-        stage_wave = wave[i] if isinstance(wave, list) else wave
-        lines += [
-            "[[stages]]",
-            f'name = "t{i:02d}"',
-            f'account = "{400000000000 + i}"',
-            'region = "eu-west-1"',
-            'availability_zones = ["eu-west-1a", "eu-west-1b"]',
-            f"production = {str(production).lower()}",
-            *([f'wave = "{stage_wave}"'] if stage_wave else []),
-            "[stages.service]",
-            'plain_http_reason = "Fleet member reached only by the smoke tests."',
-            *(["[stages.release]", "bake_minutes = 10"] if production else []),
-        ]
-    path = tmp_path / "fleet.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_thirty_targets_fit_in_three_deployment_stages() -> None:
@@ -55,7 +24,7 @@ def test_thirty_targets_fit_in_three_deployment_stages() -> None:
 
 
 def test_a_wave_too_large_for_one_stage_is_split(tmp_path: Path) -> None:
-    config = load_config(_fleet(tmp_path, 20, wave="all", production=True))
+    config = load_config(fleet_config(20, directory=tmp_path, wave="all", production=True))
     waves = plan_waves(list(config.stages))
     assert [w.name for w in waves] == ["all-1", "all-2"]
     assert [len(w.stages) for w in waves] == [12, 8]  # 4 actions per production target
@@ -67,8 +36,11 @@ def test_a_fleet_that_needs_too_many_pipeline_stages_is_refused(tmp_path: Path) 
         ConfigError,
         match=r"47 targets need 47 deployment stages, 51 pipeline stages .* at most 50: group targets into waves",
     ):
-        load_config(_fleet(tmp_path, 47, wave=None))
-    assert len(plan_waves(list(load_config(_fleet(tmp_path, 46, wave=None)).stages))) == 46
+        load_config(fleet_config(47, directory=tmp_path, wave=None))
+    assert (
+        len(plan_waves(list(load_config(fleet_config(46, directory=tmp_path, wave=None)).stages)))
+        == 46
+    )
 
 
 def test_the_stages_of_a_wave_must_be_adjacent(tmp_path: Path) -> None:
@@ -76,4 +48,4 @@ def test_the_stages_of_a_wave_must_be_adjacent(tmp_path: Path) -> None:
         ConfigError,
         match=r"stages\[2\]\.wave = 'ww': the stages of a wave must be next to each other",
     ):
-        load_config(_fleet(tmp_path, 3, wave=["ww", "other", "ww"]))
+        load_config(fleet_config(3, directory=tmp_path, wave=["ww", "other", "ww"]))

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-import ops.bench
 from configuration import load_config
 from ops.bench import critical_path, fleet_config
-from ops.diagram import pipeline_template
+from ops.diagram import pipeline_template, read_stages
 
 from ..conftest import Synthesized
 
 
 def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> None:
-    total, by_stage = critical_path(pipeline_template(default_synth.outdir))
+    total, by_stage = critical_path(read_stages(pipeline_template(default_synth.outdir)))
     assert dict(by_stage) == {
         "Source": 1,
         "Build": 1,
@@ -26,9 +25,6 @@ def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> 
     assert total == 11
 
 
-def test_fleet_configs_are_valid(
-    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ops.bench, "OUT", tmp_path)
-    config = load_config(fleet_config(12))
+def test_fleet_configs_are_valid(tmp_path: Path) -> None:
+    config = load_config(fleet_config(12, directory=tmp_path))
     assert [s.name for s in config.stages][-1] == "target11"
