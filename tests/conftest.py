@@ -17,13 +17,13 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk import cx_api
 
 from app import build
 from configuration import DeploymentConfig, load_config
 from configuration.toolchain import cdk_json_context
 from policies.compliance import Acknowledgement, Compliance
 from stacks.pipeline import PipelineStack
+from stages.deployment import DeploymentStage
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
@@ -41,8 +41,10 @@ class Synthesized:
     config: DeploymentConfig
     stack: PipelineStack
     compliance: Compliance
-    assembly: cx_api.CloudAssembly
     outdir: Path
+
+    def stage(self, name: str) -> DeploymentStage:
+        return next(stage for stage in self.stack.stages if stage.stage_name == name)
 
 
 def synthesize(
@@ -64,8 +66,8 @@ def synthesize(
         suffix=suffix,
         acknowledgements=acknowledgements,
     )
-    assembly = app.synth()
-    return Synthesized(config, stack, compliance, assembly, outdir)
+    app.synth()
+    return Synthesized(config, stack, compliance, outdir)
 
 
 @pytest.fixture(scope="session")
@@ -85,11 +87,6 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesized
 @pytest.fixture(scope="session")
 def default_synth(synth: Callable[..., Synthesized]) -> Synthesized:
     return synth()
-
-
-@pytest.fixture(scope="session")
-def default_config() -> DeploymentConfig:
-    return load_config(DEFAULT_CONFIG)
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,7 @@ def test_rendered_policies_fit_iam_size_limit() -> None:
 def test_every_stage_role_carries_the_permissions_boundary(
     default_synth: Synthesized, stage: str
 ) -> None:
-    deployment = next(s for s in default_synth.stack.stages if s.stage_name == stage)
+    deployment = default_synth.stage(stage)
     account = deployment.account
     roles = 0
     for stack in deployment.stacks:

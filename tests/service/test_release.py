@@ -13,17 +13,12 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 import service.infrastructure
-from stages.deployment import DeploymentStage
 
 from ..conftest import DEFAULT_CONFIG, FIXTURES, Synthesized, synthesize
 
 
-def _stage(synthesized: Synthesized, name: str) -> DeploymentStage:
-    return next(stage for stage in synthesized.stack.stages if stage.stage_name == name)
-
-
 def _service_template(synthesized: Synthesized, name: str) -> Template:
-    return Template.from_stack(_stage(synthesized, name).service)
+    return Template.from_stack(synthesized.stage(name).service)
 
 
 def _ecs_service(template: Template) -> dict[str, Any]:
@@ -182,7 +177,7 @@ def test_smoke_test_hook_runs_after_test_traffic_shift_with_least_privilege(
     assert function["Handler"] == "hook.handler"
     assert function["VpcConfig"]["SubnetIds"]
     env = function["Environment"]["Variables"]
-    version = _stage(default_synth, stage).service.web.version
+    version = default_synth.stage(stage).service.web.version
     assert env["EXPECTED_VERSION"] == version
     assert env["TEST_PORT"] == "9443" and env["TEST_SCHEME"] == "https"
     assert (
@@ -279,7 +274,7 @@ def test_routine_releases_never_change_the_listener_rules(
     assert len(before) == 10  # per stage: production, redirect and test listener; two rules
     assert before == after
     # ...while the release itself did change what it should.
-    old, new = _stage(default_synth, "prod").service, _stage(release, "prod").service
+    old, new = default_synth.stage("prod").service, release.stage("prod").service
     assert old.web.version != new.web.version
     old_task = Template.from_stack(old).find_resources("AWS::ECS::TaskDefinition")
     new_task = Template.from_stack(new).find_resources("AWS::ECS::TaskDefinition")

@@ -8,20 +8,14 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from stages.deployment import DeploymentStage
-
 from ..conftest import Synthesized
 
 STAGES = ["staging", "prod"]
 
 
-def _stage(synthesized: Synthesized, name: str) -> DeploymentStage:
-    return next(stage for stage in synthesized.stack.stages if stage.stage_name == name)
-
-
 @pytest.fixture(scope="module")
 def templates(default_synth: Synthesized) -> dict[str, Template]:
-    return {name: Template.from_stack(_stage(default_synth, name).service) for name in STAGES}
+    return {name: Template.from_stack(default_synth.stage(name).service) for name in STAGES}
 
 
 def _one(template: Template, kind: str) -> dict[str, Any]:
@@ -131,7 +125,7 @@ def test_https_with_the_stage_certificate_and_http_redirects(
 
 
 def test_plain_http_only_where_the_config_says_why(imported_synth: Synthesized) -> None:
-    template = Template.from_stack(_stage(imported_synth, "staging").service)
+    template = Template.from_stack(imported_synth.stage("staging").service)
     listeners = template.find_resources("AWS::ElasticLoadBalancingV2::Listener")
     ports = {
         item["Properties"]["Port"]: item["Properties"]["Protocol"] for item in listeners.values()
@@ -204,7 +198,7 @@ def test_service_url_is_a_stack_output(templates: dict[str, Template]) -> None:
 
 
 def test_imported_cluster_uses_its_name_and_vpc(imported_synth: Synthesized) -> None:
-    stage = _stage(imported_synth, "prod")
+    stage = imported_synth.stage("prod")
     assert stage.network is None, "no network stack when the VPC is imported"
     template = Template.from_stack(stage.service)
     template.resource_count_is("AWS::ECS::Cluster", 0)

@@ -15,7 +15,7 @@ EXPECTED = {
 @pytest.mark.parametrize("name", EXPECTED)
 def test_stage_targets_its_own_account_and_region(default_synth: Synthesized, name: str) -> None:
     account, region, production = EXPECTED[name]
-    stage = next(s for s in default_synth.stack.stages if s.stage_name == name)
+    stage = default_synth.stage(name)
     assert (stage.account, stage.region) == (account, region)
     for stack in stage.stacks:
         assert (stack.account, stack.region) == (account, region)
