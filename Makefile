@@ -71,7 +71,7 @@ doctor: synth ## Preflight the real accounts of CONFIG: credentials, bootstrap, 
 	$(VENV)/bin/python -m ops.doctor $(CONFIG)
 
 deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile); refuses if doctor fails
-	$(CDK) deploy --no-notices $(CDK_CONTEXT) $(if $(PROFILE),--profile $(PROFILE)) \
+	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile $(PROFILE)) \
 	  --require-approval broadening Pipeline
 
 policies: synth ## Regenerate policies/cloudformation-execution-policies.json from cdk.out
