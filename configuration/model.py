@@ -8,6 +8,7 @@ value is refused before a single construct is built.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Annotated, Literal, Self
 
@@ -23,6 +24,18 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from configuration.regions import KNOWN_REGIONS
+
+# Each zone gets one public and one private subnet of these sizes (stacks/network.py).
+PUBLIC_SUBNET_MASK = 24
+PRIVATE_SUBNET_MASK = 22
+
+
+def smallest_vpc_prefix(zones: int) -> int:
+    """The longest VPC prefix that holds the subnets of `zones` zones: CDK allocates every public
+    subnet first, then the private ones, each aligned to its own size."""
+    public, private = 2 ** (32 - PUBLIC_SUBNET_MASK), 2 ** (32 - PRIVATE_SUBNET_MASK)
+    end = math.ceil(zones * public / private) * private + zones * private
+    return 32 - math.ceil(math.log2(end))
 
 
 class _Model(BaseModel):
@@ -394,14 +407,14 @@ class StageConfig(_Model):
                 value=self.availability_zones,
             )
         if self.network.vpc_id is None:
-            # Each zone gets a /24 public and a /22 private subnet, allocated in that order.
-            needed = 20 if len(self.availability_zones) <= 3 else 19
+            needed = smallest_vpc_prefix(len(self.availability_zones))
             prefix = int(self.network.cidr.split("/")[1])
             if prefix > needed:
                 raise _fail(
                     "cidr",
-                    f"a /{prefix} network cannot hold a /24 public and a /22 private subnet in "
-                    f"each of {len(self.availability_zones)} zones: expected /{needed} or larger",
+                    f"a /{prefix} network cannot hold a /{PUBLIC_SUBNET_MASK} public and a "
+                    f"/{PRIVATE_SUBNET_MASK} private subnet in each of "
+                    f"{len(self.availability_zones)} zones: expected /{needed} or larger",
                     field="network.cidr",
                     value=self.network.cidr,
                 )

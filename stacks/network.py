@@ -10,6 +10,7 @@ from constructs import Construct
 
 from components.keys import encrypted_log_group, log_encryption_key
 from configuration import NetworkConfig
+from configuration.model import PRIVATE_SUBNET_MASK, PUBLIC_SUBNET_MASK
 
 
 class NetworkStack(Stack):
@@ -45,11 +46,13 @@ class NetworkStack(Stack):
                 ec2.SubnetConfiguration(
                     name="Public",
                     subnet_type=ec2.SubnetType.PUBLIC,
-                    cidr_mask=24,
+                    cidr_mask=PUBLIC_SUBNET_MASK,
                     map_public_ip_on_launch=False,
                 ),
                 ec2.SubnetConfiguration(
-                    name="Private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22
+                    name="Private",
+                    subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                    cidr_mask=PRIVATE_SUBNET_MASK,
                 ),
             ],
         )
