@@ -110,6 +110,7 @@ def pipeline_stack(
         "Pipeline",
         stack_name=f"{config.pipeline.project}-pipeline{suffix}",
         env=cdk.Environment(account=config.pipeline.account, region=config.pipeline.region),
+        synthesizer=cdk.DefaultStackSynthesizer(qualifier=config.pipeline.qualifier),
         config=config,
         config_path=config_path,
         suffix=suffix,

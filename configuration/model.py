@@ -142,10 +142,37 @@ class SourceConfig(_Model):
         return self
 
 
+# CDK's bootstrap template accepts [A-Za-z0-9_-]{1,10} as a qualifier, and names the asset bucket
+# cdk-<qualifier>-assets-<account>-<region>, which S3 allows in lower case without underscores.
+# https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-customizing.html
+# https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+_QUALIFIER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?$")
+
+
+def default_qualifier(project: str) -> str:
+    """The bootstrap qualifier a project gets unless its config names one: its first ten
+    characters (a project name is already lower case, digits and hyphens)."""
+    return project[:10].rstrip("-")
+
+
+def _qualifier(value: str) -> str:
+    if not _QUALIFIER.fullmatch(value):
+        raise _fail(
+            "qualifier",
+            "expected 1 to 10 lower-case letters, digits or hyphens, starting and ending with a "
+            "letter or digit (CDK's bootstrap qualifier; it becomes part of the asset bucket's "
+            "name), such as 'webapp'",
+        )
+    return value
+
+
 class PipelineConfig(_Model):
     """The tools account that hosts the self-mutating pipeline."""
 
     project: Slug = Field(description="Short name used in stack and pipeline names")
+    # The CDK bootstrap qualifier of every account of this deployment: the project's own CDK roles,
+    # asset bucket and repository, and execution policies, apart from any other CDK app's.
+    qualifier: Annotated[str, AfterValidator(_qualifier)]
     account: AccountId
     region: Region
     source: SourceConfig
@@ -153,6 +180,17 @@ class PipelineConfig(_Model):
     notify_emails: list[
         Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")]
     ] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _qualifier_from_project(cls, data: object) -> object:
+        if (
+            isinstance(data, dict)
+            and "qualifier" not in data
+            and isinstance(data.get("project"), str)
+        ):
+            return {**data, "qualifier": default_qualifier(data["project"])}
+        return data
 
     @model_validator(mode="after")
     def _connection_belongs_to_pipeline(self) -> Self:

@@ -4,10 +4,16 @@ Dry run (default) prints what it would do and the exact `cdk bootstrap` commands
 (`make bootstrap APPLY=1`) does it. Re-running is safe: policies are created or updated only when
 their content differs, and `cdk bootstrap` is idempotent.
 
+Every account is bootstrapped under the project's own qualifier (`pipeline.qualifier`, by default
+derived from the project name) and toolkit stack `CDKToolkit-<qualifier>`, so its CDK roles, asset
+bucket and repository, and execution policies are the project's own: no other CDK app in the
+account changes, and a later `cdk bootstrap` of another project does not overwrite ours.
+
 For each target account: the permissions boundary and the least-privilege CloudFormation execution
 policies from policies/ are created as managed policies, then each target region is bootstrapped
 trusting the pipeline account for deployments, with those execution policies. Only non-production
-targets trust the pipeline account for lookups. The pipeline account is bootstrapped in its own
+targets trust the pipeline account for lookups. The pipeline account gets its own boundary and
+execution policies (policies/pipeline-*.json, no AdministratorAccess) and is bootstrapped in its own
 region and in every other region a stage uses (CodePipeline keeps a replication bucket there).
 """
 
@@ -26,7 +32,8 @@ from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
 from policies.execution_policy import (
-    PERMISSIONS_BOUNDARY,
+    AccountKind,
+    load_boundary,
     load_policies,
     render,
 )
@@ -55,7 +62,7 @@ class Account:
 
     account: str
     profile: str | None
-    role: str  # "pipeline" or "target"
+    role: AccountKind
     policies: tuple[ManagedPolicy, ...] = ()
 
     @property
@@ -82,10 +89,24 @@ class Plan:
     environments: list[Environment] = field(default_factory=list)  # in the commands' order
 
 
+def toolkit_stack_name(qualifier: str) -> str:
+    """The bootstrap stack of the project's qualifier. One environment holds one stack of a name,
+    so the default `CDKToolkit` would be updated, and its qualifier replaced, for every other app.
+    https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-customizing.html"""
+    return f"CDKToolkit-{qualifier}"
+
+
 def plan(config: DeploymentConfig) -> Plan:
     """Everything `bootstrap` does for `config`, in order."""
     pipeline = config.pipeline
     project = pipeline.project
+    qualifier = pipeline.qualifier
+    own_bootstrap = [
+        "--qualifier",
+        qualifier,
+        "--toolkit-stack-name",
+        toolkit_stack_name(qualifier),
+    ]
     result = Plan()
 
     targets: dict[str, list[tuple[str, bool, str | None]]] = {}
@@ -96,7 +117,7 @@ def plan(config: DeploymentConfig) -> Plan:
 
     for account, environments in targets.items():
         partition = partition_of(environments[0][0])
-        policies = _target_policies(account, project, partition)
+        policies = _account_policies(account, project, qualifier, partition, "target")
         profile = next((p for _, _, p in environments if p), None)
         target = Account(account, profile, "target", policies)
         result.accounts.append(target)
@@ -113,6 +134,7 @@ def plan(config: DeploymentConfig) -> Plan:
                 "cdk",
                 "bootstrap",
                 f"aws://{account}/{region}",
+                *own_bootstrap,
                 "--trust",
                 pipeline.account,
                 *(["--trust-for-lookup", pipeline.account] if lookup else []),
@@ -128,8 +150,17 @@ def plan(config: DeploymentConfig) -> Plan:
         pipeline.region,
         *sorted({s.region for s in config.stages} - {pipeline.region}),
     ]
+    pipeline_account = Account(
+        pipeline.account,
+        pipeline.profile,
+        "pipeline",
+        _account_policies(
+            pipeline.account, project, qualifier, partition_of(pipeline.region), "pipeline"
+        ),
+    )
     if pipeline.account not in targets:
-        result.accounts.insert(0, Account(pipeline.account, pipeline.profile, "pipeline"))
+        result.accounts.insert(0, pipeline_account)
+    pipeline_execution = ",".join(p.arn for p in pipeline_account.execution_policies)
     pipeline_commands = [
         (
             pipeline.account,
@@ -137,6 +168,9 @@ def plan(config: DeploymentConfig) -> Plan:
                 "cdk",
                 "bootstrap",
                 f"aws://{pipeline.account}/{region}",
+                *own_bootstrap,
+                "--cloudformation-execution-policies",
+                pipeline_execution,
                 "--termination-protection",
                 *(["--profile", pipeline.profile] if pipeline.profile else []),
             ],
@@ -150,13 +184,30 @@ def plan(config: DeploymentConfig) -> Plan:
     return result
 
 
-def _target_policies(account: str, project: str, partition: str) -> tuple[ManagedPolicy, ...]:
-    values = {"partition": partition, "account": account, "project": project}
-    boundary = json.loads(PERMISSIONS_BOUNDARY.read_text())
-    sources = [(boundary, "Permissions boundary of every role the stage stacks create", True)]
+def _account_policies(
+    account: str, project: str, qualifier: str, partition: str, kind: AccountKind
+) -> tuple[ManagedPolicy, ...]:
+    values = {
+        "partition": partition,
+        "account": account,
+        "project": project,
+        "qualifier": qualifier,
+    }
+    stacks = {"target": "stage", "pipeline": "pipeline"}[kind]
+    sources = [
+        (
+            load_boundary(kind),
+            f"Permissions boundary of every role the {stacks} stacks create",
+            True,
+        )
+    ]
     sources += [
-        (policy, "CloudFormation execution policy for the stages (least privilege)", False)
-        for policy in load_policies()
+        (
+            policy,
+            f"CloudFormation execution policy for the {stacks} stacks (least privilege)",
+            False,
+        )
+        for policy in load_policies(kind)
     ]
     return tuple(
         ManagedPolicy(

