@@ -74,8 +74,8 @@ deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PRO
 	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile $(PROFILE)) \
 	  --require-approval broadening Pipeline
 
-policies: synth ## Regenerate policies/cloudformation-execution-policies.json from cdk.out
-	$(VENV)/bin/python -m policies.execution_policy cdk.out --write
+policies: synth ## Regenerate the execution policies and pipeline boundary (policies/*.json) for the examples and CONFIG
+	$(VENV)/bin/python -m policies.execution_policy --write cdk.out
 
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -19,15 +19,22 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 
 from configuration import ConfigError, DeploymentConfig, load_config
-from configuration.toolchain import ROOT, cdk_cli_version
+from configuration.toolchain import ROOT, cdk_cli_version, cdk_json_context
 from policies.compliance import Acknowledgement, Compliance, ValidationReport
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
+# What the CDK CLI gives app.py: cdk.json's context, plus the metadata switches it turns on.
+CDK_CLI_CONTEXT: dict[str, Any] = {
+    **cdk_json_context(),
+    "aws:cdk:enable-path-metadata": True,
+    "aws:cdk:enable-asset-metadata": True,
+}
 
 
 def main(context: dict[str, str] | None = None, outdir: str | None = None) -> int:
@@ -92,6 +99,30 @@ def build(
     )
     compliance.register(app, stack.pipeline.pipeline)
     return stack, compliance
+
+
+def synthesize(
+    config_file: Path,
+    outdir: Path,
+    *,
+    suffix: str = "",
+    context: dict[str, Any] | None = None,
+    acknowledgements: list[Acknowledgement] | None = None,
+) -> tuple[DeploymentConfig, PipelineStack, Compliance]:
+    """Synthesize `config_file` into `outdir` in this process, exactly as `cdk synth` would (the
+    same wiring and cdk.json's feature flags); for the tests and `make policies`."""
+    config = load_config(config_file)
+    app = cdk.App(outdir=str(outdir), context={**CDK_CLI_CONTEXT, **(context or {})})
+    inside = config_file.resolve().is_relative_to(ROOT)
+    stack, compliance = build(
+        app,
+        config,
+        config_path=config_file.resolve().relative_to(ROOT).as_posix() if inside else "config.toml",
+        suffix=suffix,
+        acknowledgements=acknowledgements,
+    )
+    app.synth()
+    return config, stack, compliance
 
 
 def pipeline_stack(

@@ -87,6 +87,7 @@ class Plan:
     accounts: list[Account] = field(default_factory=list)
     commands: list[tuple[str, list[str]]] = field(default_factory=list)  # (account, argv)
     environments: list[Environment] = field(default_factory=list)  # in the commands' order
+    qualifier: str = ""
 
 
 def toolkit_stack_name(qualifier: str) -> str:
@@ -107,7 +108,7 @@ def plan(config: DeploymentConfig) -> Plan:
         "--toolkit-stack-name",
         toolkit_stack_name(qualifier),
     ]
-    result = Plan()
+    result = Plan(qualifier=qualifier)
 
     targets: dict[str, list[tuple[str, bool, str | None]]] = {}
     for stage in config.stages:
@@ -223,7 +224,13 @@ def _account_policies(
 
 
 def describe(result: Plan, policy_dir: Path) -> str:
-    lines = ["# Bootstrap plan (dry run; `make bootstrap APPLY=1` carries it out)", ""]
+    lines = [
+        "# Bootstrap plan (dry run; `make bootstrap APPLY=1` carries it out)",
+        f"# Qualifier {result.qualifier} (toolkit stack {toolkit_stack_name(result.qualifier)}): "
+        "the project's own CDK roles, asset bucket and",
+        "# execution policies in every account; no other CDK app's bootstrap changes.",
+        "",
+    ]
     for account in result.accounts:
         via = (
             f" with profile {account.profile}"
@@ -264,26 +271,35 @@ class BootstrapError(Exception):
     """A step failed; str() tells the operator what to do."""
 
 
+def current_document(iam: Any, arn: str) -> dict[str, Any] | None:
+    """The default version's document of a managed policy in the account, or None if the
+    policy does not exist."""
+    try:
+        current = iam.get_policy(PolicyArn=arn)["Policy"]
+    except iam.exceptions.NoSuchEntityException:
+        return None
+    default = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
+    document = default["PolicyVersion"]["Document"]
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document))
+    return document  # type: ignore[no-any-return]
+
+
 def ensure_policy(iam: Any, policy: ManagedPolicy) -> str:
     """Create the managed policy, or make its default version equal `policy.document`.
 
     Returns "created", "updated" or "unchanged".
     """
-    try:
-        current = iam.get_policy(PolicyArn=policy.arn)["Policy"]
-    except iam.exceptions.NoSuchEntityException:
+    document = current_document(iam, policy.arn)
+    if document is None:
         iam.create_policy(
             PolicyName=policy.name,
             PolicyDocument=json.dumps(policy.document),
             Description=policy.description,
         )
         return "created"
-    default = iam.get_policy_version(PolicyArn=policy.arn, VersionId=current["DefaultVersionId"])
-    document = default["PolicyVersion"]["Document"]
-    if isinstance(document, str):
-        from urllib.parse import unquote
-
-        document = json.loads(unquote(document))
     if document == policy.document:
         return "unchanged"
     versions = iam.list_policy_versions(PolicyArn=policy.arn)["Versions"]

@@ -99,18 +99,20 @@ class Trust:
 def read_trust(cloud_assembly: Path, template: dict[str, Any]) -> tuple[str, list[Trust]]:
     """The pipeline account and every cross-account role use the assembly implies."""
     pipeline_account = _pipeline_account(cloud_assembly)
+    qualifier = _qualifier(cloud_assembly)
     trusts: dict[tuple[str, str], Trust] = {}
     for stage in read_stages(template):
         for action in stage.actions:
             if action.category == "Deploy" and action.detail.startswith("CloudFormation in "):
                 account = action.detail.removeprefix("CloudFormation in ")
+                deploy_role = f"cdk-{qualifier}-deploy-role ({account})"
                 trusts[(account, "deploy")] = Trust(
-                    "pipeline", account, f"cdk-hnb659fds-deploy-role ({account})", "sts:AssumeRole"
+                    "pipeline", account, deploy_role, "sts:AssumeRole"
                 )
                 trusts[(account, "exec")] = Trust(
-                    f"cdk-hnb659fds-deploy-role ({account})",
+                    deploy_role,
                     account,
-                    f"cdk-hnb659fds-cfn-exec-role ({account})",
+                    f"cdk-{qualifier}-cfn-exec-role ({account})",
                     "passed to CloudFormation; execution policies",
                 )
     for manifest in cloud_assembly.glob("assembly-*/*.assets.json"):
@@ -125,6 +127,17 @@ def read_trust(cloud_assembly: Path, template: dict[str, Any]) -> tuple[str, lis
                         via = "sts:AssumeRole (asset publishing)"
                         trusts[(owner, role)] = Trust("pipeline", owner, f"{role} ({owner})", via)
     return pipeline_account, sorted(trusts.values(), key=lambda t: (t.target_account, t.role))
+
+
+def _qualifier(cloud_assembly: Path) -> str:
+    """The bootstrap qualifier the stacks were synthesized for (from their deploy role)."""
+    manifest = json.loads((cloud_assembly / "manifest.json").read_text())
+    for artifact in manifest.get("artifacts", {}).values():
+        role = artifact.get("properties", {}).get("assumeRoleArn", "")
+        match = re.search(r":role/cdk-([A-Za-z0-9_-]+?)-deploy-role-", role)
+        if match:
+            return match[1]
+    raise ValueError(f"{cloud_assembly}: no stack names a CDK deploy role")
 
 
 def _pipeline_account(cloud_assembly: Path) -> str:

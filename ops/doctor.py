@@ -4,9 +4,11 @@ fails for reasons outside the code).
 For the config, with the operator's credentials (the `profile` of each account, or the default
 credentials), it checks:
   - the credentials work and belong to the account they are used for;
-  - every account and region the pipeline deploys to is bootstrapped at the version the app needs,
-    each target trusts the pipeline account, and runs CloudFormation with the project's execution
-    policies rather than AdministratorAccess;
+  - every account and region the pipeline deploys to is bootstrapped, under the project's
+    qualifier, at the version the app needs; each target trusts the pipeline account; every account
+    runs CloudFormation with the project's execution policies rather than AdministratorAccess;
+  - the boundary and execution policies in each account are the ones the repository generates
+    (a difference is named statement by statement: run `make bootstrap APPLY=1` again);
   - the CodeConnections connection is AVAILABLE (a PENDING one fails the first run at Source);
   - each configured certificate exists, is issued, in the stage's account and region;
   - the GitHub token secret exists, when that source is used.
@@ -25,8 +27,8 @@ from typing import Any
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
+from ops.bootstrap import Account, current_document, plan
 
-QUALIFIER = "hnb659fds"  # the CDK default bootstrap qualifier
 DEFAULT_REQUIRED_VERSION = 8
 
 
@@ -101,17 +103,26 @@ def check_bootstrap(
     region: str,
     required: int,
     *,
+    qualifier: str,
     pipeline_account: str | None,
     execution_policies: list[str] | None,
 ) -> list[Check]:
     where = f"{account}/{region}"
     bootstrap = f"make bootstrap APPLY=1 (runs cdk bootstrap aws://{account}/{region})"
     try:
-        value = session.client("ssm").get_parameter(Name=f"/cdk-bootstrap/{QUALIFIER}/version")
+        value = session.client("ssm").get_parameter(Name=f"/cdk-bootstrap/{qualifier}/version")
         version = int(value["Parameter"]["Value"])
     except Exception as error:
         if _error_code(error) == "ParameterNotFound":
-            return [Check("bootstrapped", where, False, "not bootstrapped", bootstrap)]
+            return [
+                Check(
+                    "bootstrapped",
+                    where,
+                    False,
+                    f"not bootstrapped with qualifier {qualifier}",
+                    bootstrap,
+                )
+            ]
         return [
             Check(
                 "bootstrapped",
@@ -130,30 +141,10 @@ def check_bootstrap(
             "" if version >= required else f"re-bootstrap with the pinned CLI: {bootstrap}",
         )
     ]
-    if pipeline_account is None:
-        return checks
     iam = session.client("iam")
-    deploy_role = f"cdk-{QUALIFIER}-deploy-role-{account}-{region}"
-    try:
-        document = iam.get_role(RoleName=deploy_role)["Role"]["AssumeRolePolicyDocument"]
-    except Exception as error:
-        checks.append(
-            Check(
-                "trusts pipeline", where, False, f"{deploy_role}: {_error_code(error)}", bootstrap
-            )
-        )
-        return checks
-    trusted = pipeline_account in json.dumps(document)
-    checks.append(
-        Check(
-            "trusts pipeline",
-            where,
-            trusted,
-            f"deploy role {'trusts' if trusted else 'does not trust'} {pipeline_account}",
-            "" if trusted else f"bootstrap with --trust {pipeline_account}: {bootstrap}",
-        )
-    )
-    execution_role = f"cdk-{QUALIFIER}-cfn-exec-role-{account}-{region}"
+    if pipeline_account is not None:
+        checks.append(_check_trust(iam, account, region, qualifier, pipeline_account, bootstrap))
+    execution_role = f"cdk-{qualifier}-cfn-exec-role-{account}-{region}"
     try:
         attached = iam.list_attached_role_policies(RoleName=execution_role)["AttachedPolicies"]
         names = sorted(policy["PolicyName"] for policy in attached)
@@ -180,6 +171,82 @@ def check_bootstrap(
         )
     )
     return checks
+
+
+def _check_trust(
+    iam: Any, account: str, region: str, qualifier: str, pipeline_account: str, bootstrap: str
+) -> Check:
+    where = f"{account}/{region}"
+    deploy_role = f"cdk-{qualifier}-deploy-role-{account}-{region}"
+    try:
+        document = iam.get_role(RoleName=deploy_role)["Role"]["AssumeRolePolicyDocument"]
+    except Exception as error:
+        return Check(
+            "trusts pipeline", where, False, f"{deploy_role}: {_error_code(error)}", bootstrap
+        )
+    trusted = pipeline_account in json.dumps(document)
+    return Check(
+        "trusts pipeline",
+        where,
+        trusted,
+        f"deploy role {'trusts' if trusted else 'does not trust'} {pipeline_account}",
+        "" if trusted else f"bootstrap with --trust {pipeline_account}: {bootstrap}",
+    )
+
+
+def check_policies(session: Any, account: Account) -> list[Check]:
+    """Each managed policy `make bootstrap` creates in `account`, compared with the account's:
+    a permission the repository added since the last bootstrap fails here, before a push, not
+    halfway through a release."""
+    iam = session.client("iam")
+    checks = []
+    fix = "make bootstrap APPLY=1 (the repository's policies changed since the last bootstrap)"
+    for policy in account.policies:
+        try:
+            current = current_document(iam, policy.arn)
+        except Exception as error:
+            checks.append(Check("policy", policy.arn, False, _error_code(error), fix))
+            continue
+        if current is None:
+            checks.append(Check("policy", policy.arn, False, "missing", fix))
+            continue
+        differences = _differences(current, policy.document)
+        checks.append(
+            Check(
+                "policy",
+                policy.arn,
+                not differences,
+                "; ".join(differences) if differences else "as in the repository",
+                fix if differences else "",
+            )
+        )
+    return checks
+
+
+def _differences(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """How the account's policy document differs from the repository's, by statement Sid."""
+    if current == wanted:
+        return []
+
+    def by_sid(document: dict[str, Any]) -> dict[str, Any]:
+        statements = document.get("Statement", [])
+        statements = statements if isinstance(statements, list) else [statements]
+        return {s.get("Sid", f"#{i}"): s for i, s in enumerate(statements)}
+
+    have, want = by_sid(current), by_sid(wanted)
+    differences = [f"statement {sid} missing" for sid in want if sid not in have]
+    differences += [f"statement {sid} not in the repository" for sid in have if sid not in want]
+    for sid in want.keys() & have.keys():
+        if have[sid] != want[sid]:
+            gained = sorted(set(_actions(want[sid])) - set(_actions(have[sid])))
+            what = f" (lacks {', '.join(gained[:5])}{' ...' if len(gained) > 5 else ''})"
+            differences.append(f"statement {sid} differs" + (what if gained else ""))
+    return sorted(differences) or ["the document differs"]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement.get("Action", [])
+    return list(action) if isinstance(action, list) else [action]
 
 
 def check_connection(session: Any, arn: str) -> Check:
@@ -272,8 +339,6 @@ def check_secret(session: Any, name: str, where: str) -> Check:
 
 def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> list[Check]:
     """Every check for `config`; MissingCredentialsError when there are no credentials at all."""
-    from ops.bootstrap import plan
-
     pipeline = config.pipeline
     bootstrap = plan(config)
     checks: list[Check] = []
@@ -303,9 +368,15 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
             account,
             environment.region,
             required,
+            qualifier=pipeline.qualifier,
             pipeline_account=environment.trusted,
             execution_policies=policies.get(account),
         )
+    for planned in bootstrap.accounts:
+        if planned.account in sessions:
+            checks += check_policies(
+                session_for(sessions[planned.account], pipeline.region), planned
+            )
 
     if pipeline.account in sessions:
         session = session_for(sessions[pipeline.account], pipeline.region)

@@ -55,6 +55,7 @@ OWN_ARN: dict[str, tuple[str, str] | None] = {
     "AWS::CloudWatch::Dashboard": ("cloudwatch", "dashboard"),
     "AWS::CodeBuild::Project": ("codebuild", "project"),
     "AWS::CodePipeline::Pipeline": ("codepipeline", "pipeline"),
+    "AWS::CodePipeline::Webhook": ("codepipeline", "webhook"),
     "AWS::CodeStarNotifications::NotificationRule": ("codestar-notifications", "notificationrule"),
     "AWS::EC2::EIP": ("ec2", "elastic-ip"),
     "AWS::EC2::FlowLog": ("ec2", "vpc-flow-log"),
@@ -86,6 +87,7 @@ OWN_ARN: dict[str, tuple[str, str] | None] = {
     "AWS::S3::Bucket": ("s3", "bucket"),
     "AWS::S3::BucketPolicy": None,
     "AWS::SNS::Topic": ("sns", "topic"),
+    "AWS::SNS::Subscription": None,  # sns:Subscribe acts on the topic
     "AWS::SNS::TopicPolicy": None,
     "AWS::WAFv2::LoggingConfiguration": None,
     "AWS::WAFv2::WebACL": ("wafv2", "webacl"),
@@ -427,7 +429,12 @@ class _Resources:
             if logical_id not in self.resources:
                 return None
             if attribute == "Arn" or attribute.endswith("Arn"):
-                return self.arn(logical_id)
+                arn = self.arn(logical_id)
+                # A log group's Arn attribute ends in ":*" (it covers the group's streams).
+                # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-logs-loggroup.html
+                if arn and self.kind(logical_id) == "AWS::Logs::LogGroup":
+                    return arn + ":*"
+                return arn
             return self.id(logical_id) if "Id" in attribute else self.name(logical_id)
         if function == "Fn::Join":
             separator, parts = argument
@@ -769,7 +776,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
-        report = check(config, read_stacks(args.cloud_assembly))
+        manifest = args.cloud_assembly / "manifest.json"
+        stacks = read_stacks(args.cloud_assembly) if manifest.is_file() else []
+        if not stacks:
+            raise CheckError(f"{args.cloud_assembly}: no stacks found; run `make synth` first.")
+        report = check(config, stacks)
     except (ConfigError, CheckError, iam_data.IamDataMissingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,7 +16,8 @@ policies/deploy_check.py, not here.
 IAM itself is scoped further: roles may only be created and changed under the project's name
 prefix, only with the project's permissions boundary attached, and the boundary cannot be removed.
 
-    python -m policies.execution_policy cdk.out --write    # regenerate the committed policies
+    python -m policies.execution_policy --write            # regenerate the committed policies
+    python -m policies.execution_policy --write cdk.out    # ... covering this assembly's too
 """
 
 from __future__ import annotations
@@ -38,6 +39,19 @@ PIPELINE_EXECUTION_POLICIES = POLICIES / "pipeline-execution-policies.json"
 PERMISSIONS_BOUNDARY = POLICIES / "permissions-boundary.json"
 PIPELINE_PERMISSIONS_BOUNDARY = POLICIES / "pipeline-permissions-boundary.json"
 HANDLER_ACTIONS = POLICIES / "handler-actions.toml"
+ROOT = POLICIES.parent
+# The configurations the committed policies cover: the embedded example, and the test fixtures
+# that give the other shapes the code can produce (five stages in waves across regions; an
+# imported VPC and cluster with a GitHub-token source). (config, suffix, context file)
+EXAMPLES: tuple[tuple[Path, str, Path | None], ...] = (
+    (ROOT / "config" / "default.toml", "", None),
+    (ROOT / "tests" / "fixtures" / "five-stages.toml", "-blue", None),
+    (
+        ROOT / "tests" / "fixtures" / "imported.toml",
+        "",
+        ROOT / "tests" / "fixtures" / "imported.context.json",
+    ),
+)
 # "{project}-permissions-boundary": the boundary policy's name, as permissions-boundary.json says.
 BOUNDARY_NAME: str = json.loads(PERMISSIONS_BOUNDARY.read_text())["name"]
 PIPELINE_BOUNDARY_NAME = "{project}-pipeline-permissions-boundary"
@@ -542,13 +556,40 @@ def pipeline_boundary(cloud_assembly: Path) -> dict[str, Any]:
     }
 
 
-def write(cloud_assembly: Path) -> list[Path]:
-    """Regenerate the committed policies from a synthesized cloud assembly."""
-    documents: dict[Path, dict[str, Any]] = {
-        EXECUTION_POLICIES: generate(stage_resource_types(cloud_assembly), "target"),
-        PIPELINE_EXECUTION_POLICIES: generate(pipeline_resource_types(cloud_assembly), "pipeline"),
-        PIPELINE_PERMISSIONS_BOUNDARY: pipeline_boundary(cloud_assembly),
+def generate_all(cloud_assemblies: Iterable[Path]) -> dict[Path, dict[str, Any]]:
+    """The content of every generated policy file, covering all `cloud_assemblies`."""
+    assemblies = list(cloud_assemblies)
+    target = set().union(*(stage_resource_types(a) for a in assemblies))
+    pipeline = set().union(*(pipeline_resource_types(a) for a in assemblies))
+    boundaries = [pipeline_boundary(a) for a in assemblies]
+    boundary = boundaries[0]
+    statement = boundary["document"]["Statement"][0]
+    statement["Action"] = sorted(
+        {a for b in boundaries for a in b["document"]["Statement"][0]["Action"]}, key=str.lower
+    )
+    return {
+        EXECUTION_POLICIES: generate(target, "target"),
+        PIPELINE_EXECUTION_POLICIES: generate(pipeline, "pipeline"),
+        PIPELINE_PERMISSIONS_BOUNDARY: boundary,
     }
+
+
+def synthesize_examples(directory: Path) -> list[Path]:
+    """Synthesize the EXAMPLES into `directory`, as `make synth` would; their assemblies."""
+    from app import synthesize
+
+    assemblies = []
+    for index, (config, suffix, context) in enumerate(EXAMPLES):
+        outdir = directory / f"{index}-{config.stem}"
+        values = json.loads(context.read_text()) if context else None
+        synthesize(config, outdir, suffix=suffix, context=values)
+        assemblies.append(outdir)
+    return assemblies
+
+
+def write(cloud_assemblies: Iterable[Path]) -> list[Path]:
+    """Regenerate the committed policies from synthesized cloud assemblies."""
+    documents = generate_all(cloud_assemblies)
     for path, content in documents.items():
         for policy in content.get("policies", [content]):
             unknown = unknown_actions(policy["document"])
@@ -561,25 +602,37 @@ def write(cloud_assembly: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cloud_assembly", type=Path, help="a synthesized cdk.out directory")
+    parser.add_argument(
+        "cloud_assemblies",
+        type=Path,
+        nargs="*",
+        help="synthesized cdk.out directories to cover besides the examples",
+    )
     parser.add_argument("--write", action="store_true", help="rewrite the committed policies")
     args = parser.parse_args(argv)
-    if not stage_resource_types(args.cloud_assembly):
-        print(
-            f"error: {args.cloud_assembly}: no stage templates found; run `make synth` first.",
-            file=sys.stderr,
-        )
-        return 2
+    for assembly in args.cloud_assemblies:
+        if not stage_resource_types(assembly):
+            print(
+                f"error: {assembly}: no stage templates found; run `make synth` first.",
+                file=sys.stderr,
+            )
+            return 2
     try:
         if args.write:
-            for path in write(args.cloud_assembly):
-                print(f"Wrote {path.relative_to(POLICIES.parent)}")
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as directory:
+                examples = synthesize_examples(Path(directory))
+                for path in write([*examples, *args.cloud_assemblies]):
+                    print(f"Wrote {path.relative_to(ROOT)}")
             return 0
         for kind in POLICY_FILES:
             for policy in [*load_policies(kind), load_boundary(kind)]:
                 unknown = unknown_actions(policy["document"])
                 if unknown:
-                    raise UnknownActionError(f"{policy['name']}: not IAM actions: {', '.join(unknown)}")
+                    raise UnknownActionError(
+                        f"{policy['name']}: not IAM actions: {', '.join(unknown)}"
+                    )
     except (UnknownActionError, iam_data.IamDataMissingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -9,31 +9,30 @@ import os
 os.environ.setdefault("CDK_VALIDATION", "false")
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
-from app import build
-from configuration import DeploymentConfig, load_config
-from configuration.toolchain import cdk_json_context
+from app import CDK_CLI_CONTEXT
+from app import synthesize as app_synthesize
+from configuration import DeploymentConfig
 from policies.compliance import Acknowledgement, Compliance
 from stacks.pipeline import PipelineStack
 from stages.deployment import DeploymentStage
 
 ROOT = Path(__file__).resolve().parents[1]
+# Figures tests report (the deploy-permission check's counts), printed after the run. Tests run
+# on several xdist workers, so they go through files that the controller reads at the end.
+FIGURES = ROOT / "build" / "test-figures"
 DEFAULT_CONFIG = ROOT / "config" / "default.toml"
 FIXTURES = ROOT / "tests" / "fixtures"
-CDK_CONTEXT: dict[str, Any] = {
-    **cdk_json_context(),
-    # What the CDK CLI adds when it runs app.py, so the templates match `cdk synth`'s.
-    "aws:cdk:enable-path-metadata": True,
-    "aws:cdk:enable-asset-metadata": True,
-}
+# What the CDK CLI gives app.py, so the templates match `cdk synth`'s.
+CDK_CONTEXT: dict[str, Any] = CDK_CLI_CONTEXT
 
 
 @dataclass(frozen=True)
@@ -56,17 +55,9 @@ def synthesize(
     acknowledgements: list[Acknowledgement] | None = None,
 ) -> Synthesized:
     """Build and synthesize the app for `config_file` into `outdir`."""
-    config = load_config(config_file)
-    app = cdk.App(outdir=str(outdir), context={**CDK_CONTEXT, **(context or {})})
-    inside = config_file.resolve().is_relative_to(ROOT)
-    stack, compliance = build(
-        app,
-        config,
-        config_path=config_file.resolve().relative_to(ROOT).as_posix() if inside else "config.toml",
-        suffix=suffix,
-        acknowledgements=acknowledgements,
+    config, stack, compliance = app_synthesize(
+        config_file, outdir, suffix=suffix, context=context, acknowledgements=acknowledgements
     )
-    app.synth()
     return Synthesized(config, stack, compliance, outdir)
 
 
@@ -90,8 +81,35 @@ def default_synth(synth: Callable[..., Synthesized]) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
+def five_stage_synth(synth: Callable[..., Synthesized]) -> Synthesized:
+    """Five stages in waves across two regions, with a suffix."""
+    return synth(FIXTURES / "five-stages.toml", suffix="-blue")
+
+
+@pytest.fixture(scope="session")
 def imported_synth(synth: Callable[..., Synthesized]) -> Synthesized:
     """The config that uses an existing VPC and cluster; the VPC lookup is answered from a
     committed context file, as a user's cdk.context.json would."""
     context = (FIXTURES / "imported.context.json").read_text()
     return synth(FIXTURES / "imported.toml", context=context)
+
+
+def record_figure(line: str) -> None:
+    """Print `line` in the test run's summary (from any worker)."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(line.encode()).hexdigest()[:16]
+    (FIGURES / f"{os.getpid()}-{digest}.txt").write_text(line + "\n", encoding="utf-8")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, before any worker starts
+        for stale in FIGURES.glob("*.txt"):
+            stale.unlink()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    lines = sorted(p.read_text(encoding="utf-8").strip() for p in FIGURES.glob("*.txt"))
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

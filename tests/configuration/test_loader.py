@@ -453,3 +453,42 @@ def test_config_is_immutable() -> None:
     config = load_config(DEFAULT_CONFIG)
     with pytest.raises(ValueError, match="frozen"):
         config.stages[0].name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("qualifier", "why"),
+    [
+        ("abcdefghijk", "11 characters: CDK allows 10"),
+        ("Webapp", "upper case: the asset bucket's name must be lower case"),
+        ("web_app", "underscore: not allowed in a bucket name"),
+        ("-webapp", "leading hyphen"),
+        ("", "empty"),
+    ],
+)
+def test_a_bad_qualifier_is_refused(tmp_path: Path, qualifier: str, why: str) -> None:
+    error = _load_edited(
+        tmp_path, 'project = "webapp"', f'project = "webapp"\nqualifier = "{qualifier}"'
+    )
+    assert f"pipeline.qualifier = {qualifier!r}" in str(error), why
+    assert "1 to 10 lower-case letters, digits or hyphens" in str(error)
+
+
+@pytest.mark.parametrize("qualifier", ["abcdefghij", "a", "team-7"])
+def test_a_qualifier_within_the_limits_is_used(tmp_path: Path, qualifier: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        DEFAULT_TEXT.replace('project = "webapp"', f'project = "webapp"\nqualifier = "{qualifier}"')
+    )
+    assert load_config(path).pipeline.qualifier == qualifier
+
+
+@pytest.mark.parametrize(
+    ("project", "qualifier"),
+    [("webapp", "webapp"), ("payments-platform", "payments-p"), ("abcdefghi-x", "abcdefghi")],
+)
+def test_the_qualifier_defaults_to_the_project_name(
+    tmp_path: Path, project: str, qualifier: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(DEFAULT_TEXT.replace('project = "webapp"', f'project = "{project}"'))
+    assert load_config(path).pipeline.qualifier == qualifier

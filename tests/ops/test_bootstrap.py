@@ -21,6 +21,7 @@ from ops.bootstrap import (
     Plan,
     apply,
     check_account,
+    describe,
     ensure_policy,
     main,
     plan,
@@ -29,24 +30,54 @@ from ops.bootstrap import (
 from ..conftest import DEFAULT_CONFIG, FIXTURES
 
 MOTO_ACCOUNT = "123456789012"
+BUILD = Path("build/bootstrap")
 
 
 def test_default_plan_prints_exact_bootstrap_commands() -> None:
     result = plan(load_config(DEFAULT_CONFIG))
     commands = [" ".join(argv) for _, argv in result.commands]
-    execution = lambda account: (  # noqa: E731
-        f"arn:aws:iam::{account}:policy/webapp-cfn-execution-1,"
-        f"arn:aws:iam::{account}:policy/webapp-cfn-execution-2"
+    execution = lambda account, kind="": (  # noqa: E731
+        f"arn:aws:iam::{account}:policy/webapp-{kind}cfn-execution-1,"
+        f"arn:aws:iam::{account}:policy/webapp-{kind}cfn-execution-2"
     )
+    own = "--qualifier webapp --toolkit-stack-name CDKToolkit-webapp"
     assert commands == [
-        "cdk bootstrap aws://111111111111/eu-west-1 --termination-protection",
-        "cdk bootstrap aws://222222222222/eu-west-1 --trust 111111111111 "
+        f"cdk bootstrap aws://111111111111/eu-west-1 {own} "
+        f"--cloudformation-execution-policies {execution('111111111111', 'pipeline-')} "
+        "--termination-protection",
+        f"cdk bootstrap aws://222222222222/eu-west-1 {own} --trust 111111111111 "
         "--trust-for-lookup 111111111111 "
         f"--cloudformation-execution-policies {execution('222222222222')} --termination-protection",
-        "cdk bootstrap aws://333333333333/eu-west-1 --trust 111111111111 "
+        f"cdk bootstrap aws://333333333333/eu-west-1 {own} --trust 111111111111 "
         f"--cloudformation-execution-policies {execution('333333333333')} --termination-protection",
     ]
-    assert "AdministratorAccess" not in " ".join(commands[1:])
+    assert "AdministratorAccess" not in " ".join(commands)
+    assert "# Qualifier webapp (toolkit stack CDKToolkit-webapp)" in describe(result, BUILD)
+
+
+def test_a_configured_qualifier_is_used_everywhere(tmp_path: Path) -> None:
+    text = DEFAULT_CONFIG.read_text().replace(
+        'project = "webapp"', 'project = "webapp"\nqualifier = "team7"'
+    )
+    (tmp_path / "config.toml").write_text(text)
+    result = plan(load_config(tmp_path / "config.toml"))
+    for _, argv in result.commands:
+        assert argv[argv.index("--qualifier") + 1] == "team7"
+        assert argv[argv.index("--toolkit-stack-name") + 1] == "CDKToolkit-team7"
+    documents = json.dumps([p.document for a in result.accounts for p in a.policies])
+    assert "cdk-team7-assets-" in documents and "cdk-webapp-assets-" not in documents
+
+
+def test_the_pipeline_account_gets_its_own_boundary_and_execution_policies() -> None:
+    result = plan(load_config(DEFAULT_CONFIG))
+    pipeline = next(a for a in result.accounts if a.role == "pipeline")
+    assert [p.name for p in pipeline.policies] == [
+        "webapp-pipeline-permissions-boundary",
+        "webapp-pipeline-cfn-execution-1",
+        "webapp-pipeline-cfn-execution-2",
+    ]
+    text = json.dumps([p.document for p in pipeline.policies])
+    assert "codepipeline:CreatePipeline" in text and "{" + "account}" not in text
 
 
 def test_targets_get_the_boundary_and_execution_policies() -> None:
@@ -86,7 +117,10 @@ def test_dry_run_prints_and_calls_nothing(
     assert any(tmp_path.glob("*/*.json"))  # the policy documents, for review
     out = capsys.readouterr().out
     assert "dry run" in out
-    assert "cdk bootstrap aws://333333333333/eu-west-1 --trust 111111111111" in out
+    assert (
+        "cdk bootstrap aws://333333333333/eu-west-1 --qualifier webapp --toolkit-stack-name CDKToolkit-webapp --trust 111111111111"
+        in out
+    )
 
 
 def test_bad_config_is_refused_cleanly(capsys: pytest.CaptureFixture[str]) -> None:

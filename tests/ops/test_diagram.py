@@ -38,10 +38,10 @@ def test_trust_map_names_each_targets_roles(default_synth: Synthesized) -> None:
     roles = {(t.target_account, t.role.split(" ")[0]) for t in trusts}
     for target in ("222222222222", "333333333333"):
         for role in (
-            "cdk-hnb659fds-deploy-role",
-            "cdk-hnb659fds-cfn-exec-role",
-            "cdk-hnb659fds-image-publishing-role",
-            "cdk-hnb659fds-file-publishing-role",
+            "cdk-webapp-deploy-role",
+            "cdk-webapp-cfn-exec-role",
+            "cdk-webapp-image-publishing-role",
+            "cdk-webapp-file-publishing-role",
         ):
             assert (target, role) in roles
 

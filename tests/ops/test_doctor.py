@@ -4,6 +4,7 @@ every check it makes, passing and failing, and the plain refusal without credent
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from configuration import load_config
+from ops.bootstrap import plan
 from ops.doctor import (
     Check,
     MissingCredentialsError,
@@ -30,6 +32,10 @@ from ..conftest import Synthesized
 ACCOUNT = "123456789012"  # moto's account: the target
 PIPELINE = "111111111111"  # the pipeline account, answered by a stubbed STS (profile "pipeline")
 REGION = "eu-west-1"
+ALLOW_ALL = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
 CONNECTION = (
     f"arn:aws:codeconnections:{REGION}:{PIPELINE}:connection/00000000-0000-4000-8000-000000000000"
 )
@@ -88,6 +94,8 @@ class Session:
 
     def client(self, name: str) -> Any:
         client = self._session.client(name, region_name=self._region)
+        if name == "iam" and self._profile == "pipeline":
+            return _PipelineAccountIam(client)
         if name == "sts" and self._profile == "pipeline":
             stubber = Stubber(client)
             stubber.add_response(
@@ -113,6 +121,25 @@ class Session:
         return client
 
 
+class _PipelineAccountIam:
+    """IAM of the pipeline account on moto's single account: policy ARNs name the pipeline
+    account, moto holds the policies under its own."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.exceptions = client.exceptions
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+
+        def call(**kwargs: Any) -> Any:
+            if "PolicyArn" in kwargs:
+                kwargs["PolicyArn"] = kwargs["PolicyArn"].replace(f":{PIPELINE}:", f":{ACCOUNT}:")
+            return method(**kwargs)
+
+        return call
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():
@@ -122,11 +149,13 @@ def aws() -> Iterator[None]:
 def _bootstrap(
     version: str = "30",
     trusted: str = PIPELINE,
-    policies: tuple[str, ...] = ("webapp-cfn-execution-1", "webapp-cfn-execution-2"),
+    policies: tuple[str, ...] | None = None,
+    documents: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    _client("ssm").put_parameter(
-        Name="/cdk-bootstrap/hnb659fds/version", Value=version, Type="String"
-    )
+    """Bootstrap moto's account as `make bootstrap` would, under the project's qualifier. Moto
+    serves one account, so it holds the pipeline account's roles and policies too. `policies`
+    replaces the execution policies attached; `documents` replaces policy documents by name."""
+    _client("ssm").put_parameter(Name="/cdk-bootstrap/webapp/version", Value=version, Type="String")
     iam = _client("iam")
     trust = {
         "Version": "2012-10-17",
@@ -138,27 +167,25 @@ def _bootstrap(
             }
         ],
     }
-    iam.create_role(
-        RoleName=f"cdk-hnb659fds-deploy-role-{ACCOUNT}-{REGION}",
-        AssumeRolePolicyDocument=json.dumps(trust),
-    )
-    iam.create_role(
-        RoleName=f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}",
-        AssumeRolePolicyDocument=json.dumps(trust),
-    )
-    for name in policies:
-        arn = iam.create_policy(
-            PolicyName=name,
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
-                }
-            ),
-        )["Policy"]["Arn"]
-        iam.attach_role_policy(
-            RoleName=f"cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}", PolicyArn=arn
+    certificate = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/00000000-0000-4000-8000-000000000001"
+    planned = plan(load_config(_config(Path(tempfile.mkdtemp()), certificate)))
+    created: set[str] = set()
+    for account in planned.accounts:
+        iam.create_role(
+            RoleName=f"cdk-webapp-deploy-role-{account.account}-{REGION}",
+            AssumeRolePolicyDocument=json.dumps(trust),
         )
+        role = f"cdk-webapp-cfn-exec-role-{account.account}-{REGION}"
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+        for policy in account.policies:
+            document = (documents or {}).get(policy.name, policy.document)
+            iam.create_policy(PolicyName=policy.name, PolicyDocument=json.dumps(document))
+        names = policies if policies is not None else [p.name for p in account.execution_policies]
+        for name in names:
+            if name not in {p.name for p in account.policies} and name not in created:
+                iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(ALLOW_ALL))
+                created.add(name)
+            iam.attach_role_policy(RoleName=role, PolicyArn=f"arn:aws:iam::{ACCOUNT}:policy/{name}")
 
 
 def _certificate(domain: str = "app.example.com") -> str:
@@ -189,6 +216,8 @@ def test_a_ready_account_passes_everything_but_an_unvalidated_certificate(tmp_pa
     assert all(c.ok for c in results["bootstrap version"])
     assert all(c.ok for c in results["trusts pipeline"])
     assert all(c.ok for c in results["execution policies"])
+    assert len(results["execution policies"]) == 2  # the pipeline account's and the target's
+    assert len(results["policy"]) == 6 and all(c.ok for c in results["policy"])
     assert results["connection"][0].ok
     # moto leaves a requested certificate pending validation, as AWS does.
     [certificate] = results["certificate"]
@@ -199,8 +228,49 @@ def test_a_ready_account_passes_everything_but_an_unvalidated_certificate(tmp_pa
 @pytest.mark.usefixtures("aws")
 def test_missing_bootstrap_is_reported_with_the_command_to_run(tmp_path: Path) -> None:
     [check] = _run(tmp_path, _certificate())["bootstrapped"][:1]
-    assert not check.ok and check.detail == "not bootstrapped"
+    assert not check.ok and check.detail == "not bootstrapped with qualifier webapp"
     assert f"cdk bootstrap aws://{PIPELINE}/{REGION}" in check.fix
+
+
+def _policy_with(sid: str) -> tuple[str, dict[str, Any]]:
+    """The name and document of the target's planned execution policy holding statement `sid`."""
+    certificate = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/00000000-0000-4000-8000-000000000001"
+    planned = plan(load_config(_config(Path(tempfile.mkdtemp()), certificate)))
+    target = next(a for a in planned.accounts if a.role == "target")
+    policy = next(
+        p
+        for p in target.execution_policies
+        if any(s.get("Sid") == sid for s in p.document["Statement"])
+    )
+    return policy.name, policy.document
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_policy_older_than_the_repository_is_named_statement_by_statement(
+    tmp_path: Path,
+) -> None:
+    name, document = _policy_with("ReadCdkAssets")
+    outdated = {
+        **document,
+        "Statement": [s for s in document["Statement"] if s.get("Sid") != "ReadCdkAssets"],
+    }
+    _bootstrap(documents={name: outdated})
+    failed = [c for c in _run(tmp_path, _certificate())["policy"] if not c.ok]
+    assert [c.where for c in failed] == [f"arn:aws:iam::{ACCOUNT}:policy/{name}"]
+    assert failed[0].detail == "statement ReadCdkAssets missing"
+    assert "make bootstrap APPLY=1" in failed[0].fix
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_statement_that_lacks_actions_is_named_with_them(tmp_path: Path) -> None:
+    name, document = _policy_with("ReadCdkAssets")
+    changed = json.loads(json.dumps(document))
+    for statement in changed["Statement"]:
+        if statement.get("Sid") == "ReadCdkAssets":
+            statement["Action"] = ["s3:GetObject"]
+    _bootstrap(documents={name: changed})
+    [failed] = [c for c in _run(tmp_path, _certificate())["policy"] if not c.ok]
+    assert failed.detail == "statement ReadCdkAssets differs (lacks s3:GetObjectVersion)"
 
 
 @pytest.mark.usefixtures("aws")
@@ -220,8 +290,8 @@ def test_target_that_does_not_trust_the_pipeline_fails(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("aws")
 def test_administrator_access_instead_of_the_execution_policies_fails(tmp_path: Path) -> None:
     _bootstrap(policies=("AdministratorAccess",))
-    [check] = _run(tmp_path, _certificate())["execution policies"]
-    assert not check.ok and "AdministratorAccess" in check.detail
+    checks = _run(tmp_path, _certificate())["execution policies"]
+    assert checks and all(not c.ok and "AdministratorAccess" in c.detail for c in checks)
 
 
 @pytest.mark.usefixtures("aws")

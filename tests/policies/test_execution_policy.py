@@ -1,87 +1,176 @@
-"""The target accounts' CloudFormation execution policies: least privilege, and complete for every
-resource type the stages deploy."""
+"""The execution policies and permissions boundaries: generated from the resource schemas, only
+real IAM actions, least privilege where IAM allows it, and boundaries that let every role do what
+its own policies grant (decided by the IAM policy evaluator, not by matching names)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
 
+from configuration import load_config
+from policies import iam_data
+from policies.deploy_check import Call, StackTemplate, _Resources, evaluate, read_stacks
 from policies.execution_policy import (
-    PERMISSIONS_BOUNDARY,
+    BOUNDARY_FILES,
+    POLICY_FILES,
+    UnknownActionError,
     actions_of,
-    allowed,
+    generate_all,
+    load_boundary,
     load_policies,
-    missing,
+    real_actions,
     render,
-    stage_resource_types,
+    role_policy_documents,
+    unknown_actions,
 )
 
-from ..conftest import FIXTURES, Synthesized
+from ..conftest import DEFAULT_CONFIG, Synthesized
 
 
 @pytest.fixture(scope="module")
 def all_synths(
-    default_synth: Synthesized, imported_synth: Synthesized, synth: Callable[..., Synthesized]
+    default_synth: Synthesized, imported_synth: Synthesized, five_stage_synth: Synthesized
 ) -> list[Synthesized]:
-    return [default_synth, imported_synth, synth(FIXTURES / "five-stages.toml", suffix="-blue")]
+    return [default_synth, imported_synth, five_stage_synth]
 
 
-def test_policies_cover_every_resource_type_the_stages_deploy(
+def test_the_committed_policies_are_what_make_policies_generates(
     all_synths: list[Synthesized],
 ) -> None:
+    for path, content in generate_all(s.outdir for s in all_synths).items():
+        committed = json.loads(path.read_text())
+        assert committed == content, f"run `make policies` and review the diff of {path.name}"
+
+
+def _all_documents() -> list[tuple[str, dict[str, Any]]]:
+    documents = [
+        (f"{kind} {policy['name']}", policy["document"])
+        for kind in POLICY_FILES
+        for policy in load_policies(kind)
+    ]
+    documents += [(f"{kind} boundary", load_boundary(kind)["document"]) for kind in BOUNDARY_FILES]
+    return documents
+
+
+def test_every_action_of_every_committed_policy_is_a_real_iam_action() -> None:
+    for name, document in _all_documents():
+        assert unknown_actions(document) == [], name
+
+
+def test_every_action_the_stacks_grant_their_roles_is_real(all_synths: list[Synthesized]) -> None:
+    documents = 0
     for synthesized in all_synths:
-        types = stage_resource_types(synthesized.outdir)
-        assert {"AWS::ECS::Service", "AWS::IAM::Role"} <= types
-        assert missing(types, load_policies()) == {}, (
-            "run `make policies` and review the diff of policies/cloudformation-execution-policies.json"
-        )
+        for stack in read_stacks(synthesized.outdir):
+            for document in role_policy_documents(stack.template):
+                documents += 1
+                assert unknown_actions(document) == [], stack.name
+    assert documents > 20
 
 
-def test_coverage_check_fails_for_a_new_kind_of_resource(default_synth: Synthesized) -> None:
-    types = stage_resource_types(default_synth.outdir) | {"AWS::DynamoDB::Table"}
-    gaps = missing(types, load_policies())
-    assert set(gaps) == {"AWS::DynamoDB::Table"}
-    assert "dynamodb:CreateTable" in gaps["AWS::DynamoDB::Table"]
+def test_a_planted_unknown_action_is_found() -> None:
+    document = {
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:REST.PUT.OBJECT"], "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:GetNothing*", "Resource": "*"},
+        ]
+    }
+    assert unknown_actions(document) == ["s3:GetNothing*", "s3:REST.PUT.OBJECT"]
+
+
+def test_make_policies_refuses_a_schema_name_iam_does_not_define() -> None:
+    with pytest.raises(UnknownActionError, match=r"s3:REST\.GET\.OBJECT.*handler-actions\.toml"):
+        real_actions(["s3:GetObject", "s3:REST.GET.OBJECT"], "AWS::Example handler")
+    # Listed ones become the action AWS documents for the API.
+    assert real_actions(["s3:DeleteBucketCors"], "x") == {"s3:PutBucketCORS"}
+    assert real_actions(["s3:REST.PUT.OBJECT"], "x") == frozenset()
 
 
 def test_no_administrator_access_and_no_star_on_star() -> None:
-    text = json.dumps(load_policies())
-    assert "AdministratorAccess" not in text
-    for policy in load_policies():
-        for statement in policy["document"]["Statement"]:
-            actions = actions_of(statement)
-            assert "*" not in actions
-            assert not any(action.endswith(":*") for action in actions), statement["Sid"]
+    for kind in POLICY_FILES:
+        text = json.dumps(load_policies(kind))
+        assert "AdministratorAccess" not in text
+        for policy in load_policies(kind):
+            for statement in policy["document"]["Statement"]:
+                actions = actions_of(statement)
+                assert "*" not in actions
+                assert not any(action.endswith(":*") for action in actions), statement["Sid"]
+
+
+def _policies(account: str, kind: str = "target") -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p["name"],
+            "policy": render(
+                p["document"],
+                partition="aws",
+                account=account,
+                project="webapp",
+                qualifier="webapp",
+            ),
+        }
+        for p in load_policies(kind)  # type: ignore[arg-type]
+    ]
+
+
+def _decide(account: str, action: str, resource: str, **context: Any) -> str:
+    call = Call(
+        "stack",
+        "Resource",
+        account,
+        f"arn:aws:iam::{account}:role/cdk-webapp-cfn-exec-role-{account}-eu-west-1",
+        action,
+        resource,
+        tuple(sorted(context.items())),
+    )
+    return str(evaluate([call], {account: _policies(account)})[0]["decision"])
 
 
 def test_roles_are_created_only_with_the_boundary_and_under_the_project_prefix() -> None:
-    statements = [s for p in load_policies() for s in p["document"]["Statement"]]
-    create = next(s for s in statements if "iam:CreateRole" in s["Action"])
-    assert create["Resource"] == "arn:{partition}:iam::{account}:role/{project}-*"
-    assert create["Condition"] == {
-        "StringEquals": {
-            "iam:PermissionsBoundary": "arn:{partition}:iam::{account}:policy/{project}-permissions-boundary"
-        }
-    }
-    for statement in statements:
-        if (
-            any(a.startswith("iam:") for a in statement["Action"])
-            and statement["Effect"] == "Allow"
-        ):
-            assert statement["Resource"] != "*", statement["Sid"]
-    assert not allowed("iam:DeleteRolePermissionsBoundary", load_policies())
-    assert not allowed("iam:CreateUser", load_policies())
+    account = "222222222222"
+    boundary = f"arn:aws:iam::{account}:policy/webapp-permissions-boundary"
+    role = f"arn:aws:iam::{account}:role/webapp-staging-service-TaskRole-ABC"
+    assert _decide(account, "iam:CreateRole", role, **{"iam:PermissionsBoundary": boundary}) == (
+        "Allowed"
+    )
+    assert _decide(account, "iam:CreateRole", role) == "ImplicitlyDenied"
+    other = f"arn:aws:iam::{account}:role/someone-else"
+    assert _decide(account, "iam:CreateRole", other, **{"iam:PermissionsBoundary": boundary}) == (
+        "ImplicitlyDenied"
+    )
+    assert _decide(account, "iam:DeleteRolePermissionsBoundary", role) == "ExplicitlyDenied"
+    assert _decide(account, "iam:CreateUser", f"arn:aws:iam::{account}:user/x") == (
+        "ImplicitlyDenied"
+    )
+
+
+def test_asset_reads_only_in_the_accounts_own_asset_buckets() -> None:
+    account = "222222222222"
+    own = f"arn:aws:s3:::cdk-webapp-assets-{account}-eu-west-1/code.zip"
+    assert _decide(account, "s3:GetObject", own, **{"aws:ResourceAccount": account}) == "Allowed"
+    # A bucket of that name owned by another account, and another qualifier's bucket.
+    assert _decide(account, "s3:GetObject", own, **{"aws:ResourceAccount": "999999999999"}) == (
+        "ImplicitlyDenied"
+    )
+    other = f"arn:aws:s3:::cdk-hnb659fds-assets-{account}-eu-west-1/code.zip"
+    assert _decide(account, "s3:GetObject", other, **{"aws:ResourceAccount": account}) == (
+        "ImplicitlyDenied"
+    )
 
 
 def test_rendered_policies_fit_iam_size_limit() -> None:
-    for policy in load_policies():
-        document = render(
-            policy["document"], partition="aws-us-gov", account="123456789012", project="p" * 20
-        )
-        assert len(json.dumps(document, separators=(",", ":"))) <= 6144
+    for kind in POLICY_FILES:
+        for policy in load_policies(kind):
+            document = render(
+                policy["document"],
+                partition="aws-us-gov",
+                account="123456789012",
+                project="p" * 20,
+                qualifier="q" * 10,
+            )
+            assert len(json.dumps(document, separators=(",", ":"))) <= 6144
 
 
 @pytest.mark.parametrize("stage", ["staging", "prod"])
@@ -101,43 +190,166 @@ def test_every_stage_role_carries_the_permissions_boundary(
     assert roles >= 4
 
 
-def test_boundary_denies_identity_changes() -> None:
-    boundary = json.loads(PERMISSIONS_BOUNDARY.read_text())
-    deny = next(s for s in boundary["document"]["Statement"] if s["Effect"] == "Deny")
-    assert "iam:*" in deny["Action"] and deny["Resource"] == "*"
-    allows = [
-        a for s in boundary["document"]["Statement"] if s["Effect"] == "Allow" for a in s["Action"]
-    ]
-    assert not any(a == "*" or a.endswith(":*") for a in allows)
+def test_every_pipeline_role_carries_the_pipeline_boundary(default_synth: Synthesized) -> None:
+    roles = Template.from_stack(default_synth.stack).find_resources("AWS::IAM::Role")
+    assert len(roles) >= 10
+    for role in roles.values():
+        assert role["Properties"]["PermissionsBoundary"] == (
+            "arn:aws:iam::111111111111:policy/webapp-pipeline-permissions-boundary"
+        )
 
 
-def _stage_role_actions(synthesized: Synthesized) -> set[str]:
-    """Every action the stages' own policies grant to their roles (inline and role policies)."""
-    actions: set[str] = set()
-    for stage in synthesized.stack.stages:
-        for stack in stage.stacks:
-            template = Template.from_stack(stack)
-            documents = [
-                p["Properties"]["PolicyDocument"]
-                for p in template.find_resources("AWS::IAM::Policy").values()
-            ]
-            for role in template.find_resources("AWS::IAM::Role").values():
-                documents += [p["PolicyDocument"] for p in role["Properties"].get("Policies", [])]
-            for document in documents:
-                for statement in document["Statement"]:
-                    if statement["Effect"] == "Allow":
-                        names = actions_of(statement)
-                        actions.update(names)
-    return actions
+def test_boundaries_deny_identity_changes() -> None:
+    for kind in BOUNDARY_FILES:
+        boundary = load_boundary(kind)
+        deny = next(s for s in boundary["document"]["Statement"] if s["Effect"] == "Deny")
+        assert "iam:*" in deny["Action"] and deny["Resource"] == "*"
+        allows = [
+            a
+            for s in boundary["document"]["Statement"]
+            if s["Effect"] == "Allow"
+            for a in actions_of(s)
+        ]
+        assert not any(a == "*" or a.endswith(":*") for a in allows)
 
 
-def test_the_boundary_lets_every_stage_role_do_what_its_policies_grant(
-    default_synth: Synthesized, imported_synth: Synthesized
+def _role_grants(stack: StackTemplate) -> list[tuple[str, str]]:
+    """(action, resource) of every Allow the stack's own policies give its roles, with wildcards
+    in actions expanded to the real actions they name."""
+    resources = _Resources(stack)
+    grants: list[tuple[str, str]] = []
+    for document in role_policy_documents(stack.template):
+        rendered = json.loads(resources.render_document(document) or "{}")
+        for statement in rendered["Statement"]:
+            if statement["Effect"] != "Allow":
+                continue
+            targets = statement["Resource"]
+            for pattern in actions_of(statement):
+                names = iam_data.expand(pattern) if "*" in pattern else [pattern]
+                for name in names:
+                    for target in targets if isinstance(targets, list) else [targets]:
+                        if _applies(name, target):
+                            grants.append((name, target))
+    return grants
+
+
+def _applies(action: str, arn: str) -> bool:
+    """Whether IAM applies a statement's `action` to its resource `arn`: a statement that grants
+    actions on a bucket and on its objects grants each action only on the ARNs of its type."""
+    entry = iam_data.action(action)
+    if arn == "*" or entry is None:
+        return arn == "*"
+    if not entry.resource_types:  # actions IAM authorizes on "*" only
+        return False
+    resource_type = iam_data.classify(arn)
+    if resource_type is None:
+        return "*" in arn  # a pattern no single type describes: the evaluator decides
+    return resource_type.service == entry.service and resource_type.key in dict(
+        entry.resource_types
+    )
+
+
+def _key_policy(account: str) -> str:
+    """KMS's default key policy (IAM policies decide), so that only the boundary is judged."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                }
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("kind", ["target", "pipeline"])
+def test_the_boundary_lets_every_role_do_what_its_policies_grant(
+    all_synths: list[Synthesized], kind: str
 ) -> None:
-    boundary = json.loads(PERMISSIONS_BOUNDARY.read_text())
-    as_policies = [{"document": boundary["document"]}]
-    for synthesized in (default_synth, imported_synth):
-        actions = _stage_role_actions(synthesized)
-        assert "lambda:InvokeFunction" in actions  # the ECS hook role
-        blocked = sorted(a for a in actions if not allowed(a, as_policies))
-        assert blocked == [], f"the permissions boundary would deny: {blocked}"
+    blocked: list[str] = []
+    evaluated = 0
+    for synthesized in all_synths:  # one config at a time: configs share account ids
+        calls: list[Call] = []
+        policies: dict[str, list[dict[str, Any]]] = {}
+        pipeline_account = synthesized.config.pipeline.account
+        for stack in read_stacks(synthesized.outdir):
+            if (stack.account == pipeline_account) != (kind == "pipeline"):
+                continue
+            boundary = load_boundary(kind)  # type: ignore[arg-type]
+            policies[stack.account] = [
+                {
+                    "name": "boundary",
+                    "policy": render(
+                        boundary["document"],
+                        partition=stack.partition,
+                        account=stack.account,
+                        project=synthesized.config.pipeline.project,
+                        qualifier=synthesized.config.pipeline.qualifier,
+                    ),
+                }
+            ]
+            principal = f"arn:{stack.partition}:iam::{stack.account}:role/a-stage-role"
+            calls += [
+                Call(
+                    stack.name,
+                    "role policy",
+                    stack.account,
+                    principal,
+                    action,
+                    resource,
+                    (),
+                    _key_policy(stack.account) if action.startswith("kms:") else None,
+                )
+                for action, resource in _role_grants(stack)
+            ]
+        calls = list(dict.fromkeys(calls))
+        evaluated += len(calls)
+        decisions = evaluate(calls, policies)
+        blocked += [
+            f"{c.stack}: {c.action} on {c.resource}: {d['decision']} {d.get('error', '')}"
+            for c, d in zip(calls, decisions, strict=True)
+            if d["decision"] != "Allowed"
+        ]
+    assert evaluated > 50
+    assert blocked == [], "the permissions boundary would deny:\n" + "\n".join(sorted(blocked))
+
+
+def test_the_boundary_check_can_fail() -> None:
+    account = "222222222222"
+    stack = StackTemplate(
+        "webapp-staging-service",
+        account,
+        "eu-west-1",
+        {
+            "Resources": {
+                "Policy": {
+                    "Type": "AWS::IAM::Policy",
+                    "Properties": {
+                        "PolicyDocument": {
+                            "Statement": [
+                                {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": "*"}
+                            ]
+                        }
+                    },
+                }
+            }
+        },
+    )
+    grants = _role_grants(stack)
+    boundary = render(
+        load_boundary("target")["document"],
+        partition="aws",
+        account=account,
+        project="webapp",
+        qualifier=load_config(DEFAULT_CONFIG).pipeline.qualifier,
+    )
+    calls = [
+        Call(stack.name, "p", account, f"arn:aws:iam::{account}:role/r", action, resource)
+        for action, resource in grants
+    ]
+    decisions = evaluate(calls, {account: [{"name": "boundary", "policy": boundary}]})
+    assert [d["decision"] for d in decisions] == ["ImplicitlyDenied"]

@@ -107,9 +107,9 @@ def test_each_stage_deploys_into_its_own_account(
         # CodePipeline omits Region for actions in the pipeline's own region.
         assert action.get("Region", "eu-west-1") == region
         role = json.dumps(action["RoleArn"])
-        assert f"cdk-hnb659fds-deploy-role-{account}-{region}" in role
+        assert f"cdk-webapp-deploy-role-{account}-{region}" in role
         execution_role = json.dumps(action["Configuration"]["RoleArn"])
-        assert f"cdk-hnb659fds-cfn-exec-role-{account}-{region}" in execution_role
+        assert f"cdk-webapp-cfn-exec-role-{account}-{region}" in execution_role
 
 
 def test_cli_version_comes_from_package_json(template: Template) -> None:
@@ -282,7 +282,7 @@ def test_production_stacks_get_termination_protection_after_deploy(template: Tem
                         {
                             "Action": "sts:AssumeRole",
                             "Effect": "Allow",
-                            "Resource": "arn:aws:iam::333333333333:role/cdk-hnb659fds-deploy-role-333333333333-eu-west-1",
+                            "Resource": "arn:aws:iam::333333333333:role/cdk-webapp-deploy-role-333333333333-eu-west-1",
                         }
                     ]
                 )

@@ -65,7 +65,7 @@ def test_container_is_the_repos_image_non_root_and_read_only(
     ][0]
     assert container["User"] == "10001:10001"
     assert container["ReadonlyRootFilesystem"] is True
-    assert "cdk-hnb659fds-container-assets" in json.dumps(container["Image"])
+    assert "cdk-webapp-container-assets" in json.dumps(container["Image"])
     env = {item["Name"]: item["Value"] for item in container["Environment"]}
     assert len(env["SERVICE_VERSION"]) == 12
     assert container["LogConfiguration"]["LogDriver"] == "awslogs"

@@ -1,0 +1,236 @@
+"""The deploy-permission check: every call CloudFormation makes for every synthesized resource,
+evaluated by an IAM policy evaluator against the execution policies `make bootstrap` creates."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from configuration import load_config
+from policies import deploy_check
+from policies.deploy_check import (
+    CheckError,
+    Report,
+    StackTemplate,
+    check,
+    policy_sets,
+    read_stacks,
+    stack_calls,
+)
+
+from ..conftest import DEFAULT_CONFIG, Synthesized, record_figure
+
+
+@pytest.fixture(scope="module", params=["default_synth", "five_stage_synth", "imported_synth"])
+def synthesized(request: pytest.FixtureRequest) -> Synthesized:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def default_stacks(default_synth: Synthesized) -> list[StackTemplate]:
+    return read_stacks(default_synth.outdir)
+
+
+def _without(policies: dict[str, list[dict[str, Any]]], sid: str) -> dict[str, Any]:
+    planted = copy.deepcopy(policies)
+    for documents in planted.values():
+        for document in documents:
+            statements = document["policy"]["Statement"]
+            statements[:] = [s for s in statements if s.get("Sid") != sid]
+    return planted
+
+
+def test_the_first_deploy_is_allowed_in_every_account(synthesized: Synthesized) -> None:
+    stacks = read_stacks(synthesized.outdir)
+    accounts = {s.account for s in stacks}
+    assert synthesized.config.pipeline.account in accounts
+    assert {stage.account for stage in synthesized.config.stages} <= accounts
+    report = check(synthesized.config, stacks)
+    name = synthesized.outdir.name.split("cdk.out-")[-1]
+    record_figure(f"deploy-permission check ({name}): {report.summary()}")
+    assert report.ok, report.describe()
+    assert len(set(report.calls)) > 1000
+    # Every Lambda function's code object in the project's asset bucket was evaluated.
+    qualifier = synthesized.config.pipeline.qualifier
+    code_reads = {c.resource for c in report.calls if c.action == "s3:GetObject"}
+    assert any(f":::cdk-{qualifier}-assets-" in arn for arn in code_reads), code_reads
+
+
+def test_an_execution_policy_without_the_asset_read_fails(
+    default_synth: Synthesized, default_stacks: list[StackTemplate]
+) -> None:
+    planted = _without(policy_sets(default_synth.config), "ReadCdkAssets")
+    report = check(default_synth.config, default_stacks, planted)
+    denied = {(c.stack, c.action, c.resource.split("/")[0]) for c, _, _ in report.denials}
+    assert (
+        "webapp-staging-network",
+        "s3:GetObject",
+        "arn:aws:s3:::cdk-webapp-assets-222222222222-eu-west-1",
+    ) in denied
+    assert {c.action for c, _, _ in report.denials} == {"s3:GetObject", "s3:GetObjectVersion"}
+    text = report.describe()
+    assert "CustomVpcRestrictDefaultSGCustomResourceProviderHandler" in text
+    assert "S3ProjectBuckets: resource does not match" in text
+
+
+def test_a_role_passed_to_a_service_the_policy_does_not_name_is_denied(
+    default_synth: Synthesized, default_stacks: list[StackTemplate]
+) -> None:
+    planted = copy.deepcopy(policy_sets(default_synth.config))
+    for documents in planted.values():
+        for document in documents:
+            for statement in document["policy"]["Statement"]:
+                if statement.get("Sid") == "PassProjectRoles":
+                    services = statement["Condition"]["StringEquals"]["iam:PassedToService"]
+                    if "ecs-tasks.amazonaws.com" in services:
+                        services.remove("ecs-tasks.amazonaws.com")
+    report = check(default_synth.config, default_stacks, planted)
+    denied = {(c.action, dict(c.context).get("iam:PassedToService")) for c, _, _ in report.denials}
+    assert denied == {("iam:PassRole", "ecs-tasks.amazonaws.com")}
+
+
+def test_the_policies_of_another_qualifier_do_not_reach_our_assets(
+    default_synth: Synthesized, default_stacks: list[StackTemplate]
+) -> None:
+    other = default_synth.config.model_copy(
+        update={
+            "pipeline": default_synth.config.pipeline.model_copy(update={"qualifier": "hnb659fds"})
+        }
+    )
+    report = check(default_synth.config, default_stacks, policy_sets(other))
+    assert report.denials
+    assert {c.action for c, _, _ in report.denials} >= {"s3:GetObject", "ssm:GetParameters"}
+
+
+def _stack(resources: dict[str, Any], account: str = "222222222222") -> StackTemplate:
+    return StackTemplate("webapp-staging-service", account, "eu-west-1", {"Resources": resources})
+
+
+def _evaluate(stack: StackTemplate) -> Report:
+    config = load_config(DEFAULT_CONFIG)
+    return check(config, [stack])
+
+
+def test_a_key_whose_policy_shuts_out_the_account_cannot_be_managed() -> None:
+    shut_out = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "logs.amazonaws.com"},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+            }
+        ],
+    }
+    report = _evaluate(
+        _stack({"Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": shut_out}}})
+    )
+    denied = {c.action for c, _, _ in report.denials}
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion"} <= denied
+    assert "kms:CreateKey" not in denied
+    assert any("resource policy does not allow" in " ".join(why) for _, _, why in report.denials)
+
+
+def test_roles_outside_the_project_prefix_cannot_be_created() -> None:
+    role = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "RoleName": "someone-elses-role",
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []},
+            "PermissionsBoundary": "arn:aws:iam::222222222222:policy/webapp-permissions-boundary",
+        },
+    }
+    report = _evaluate(_stack({"Role": role}))
+    assert "iam:CreateRole" in {c.action for c, _, _ in report.denials}
+
+
+def test_a_role_without_the_boundary_cannot_be_created() -> None:
+    role = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {"AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []}},
+    }
+    report = _evaluate(_stack({"Role": role}))
+    denials = {c.action: why for c, _, why in report.denials}
+    assert "iam:CreateRole" in denials
+    assert "condition fails" in " ".join(denials["iam:CreateRole"])
+
+
+def test_arns_are_formed_as_aws_forms_them() -> None:
+    stack = _stack(
+        {
+            "Bucket": {"Type": "AWS::S3::Bucket"},
+            "Handler": {
+                "Type": "AWS::Lambda::Function",
+                "Properties": {
+                    "Code": {
+                        "S3Bucket": {
+                            "Fn::Sub": "cdk-webapp-assets-${AWS::AccountId}-${AWS::Region}"
+                        },
+                        "S3Key": "abc.zip",
+                    },
+                    "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+                },
+            },
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
+        }
+    )
+    calls, _ = stack_calls(stack, "webapp")
+    resources = {(c.logical_id, c.action): c.resource for c in calls}
+    bucket = resources[("Bucket", "s3:CreateBucket")]
+    # CloudFormation's generated bucket name: stack name, logical id, random; lower case.
+    assert bucket.startswith("arn:aws:s3:::webapp-staging-service-bucket-")
+    assert bucket == bucket.lower()
+    assert resources[("Handler", "s3:GetObject")] == (
+        "arn:aws:s3:::cdk-webapp-assets-222222222222-eu-west-1/abc.zip"
+    )
+    assert resources[("Handler", "lambda:CreateFunction")].startswith(
+        "arn:aws:lambda:eu-west-1:222222222222:function:webapp-staging-service-Handler-"
+    )
+    passed = next(c for c in calls if c.action == "iam:PassRole")
+    assert passed.resource.startswith("arn:aws:iam::222222222222:role/webapp-staging-service-Role-")
+    assert dict(passed.context)["iam:PassedToService"] == "lambda.amazonaws.com"
+
+
+def test_a_resource_type_nobody_has_described_stops_the_check() -> None:
+    with pytest.raises(CheckError, match="AWS::SQS::Queue is not in"):
+        stack_calls(_stack({"Queue": {"Type": "AWS::SQS::Queue"}}), "webapp")
+
+
+def test_a_malformed_action_in_a_policy_makes_every_call_fail(
+    default_synth: Synthesized, default_stacks: list[StackTemplate]
+) -> None:
+    planted = copy.deepcopy(policy_sets(default_synth.config))
+    for documents in planted.values():
+        documents[0]["policy"]["Statement"][0]["Action"].append("s3:REST.PUT.OBJECT")
+    report = check(default_synth.config, default_stacks[:1], planted)
+    assert report.denials and all(d == "Error" for _, d, _ in report.denials)
+    assert "Action can only contain" in report.describe()
+
+
+def test_the_command_line_names_each_denial_and_exits_non_zero(
+    default_synth: Synthesized, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = deploy_check.policy_sets
+    monkeypatch.setattr(
+        deploy_check, "policy_sets", lambda config: _without(real(config), "ReadCdkAssets")
+    )
+    code = deploy_check.main([str(DEFAULT_CONFIG), str(default_synth.outdir)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (
+        "webapp-staging-network" in err and "s3:GetObject on arn:aws:s3:::cdk-webapp-assets-" in err
+    )
+    assert "run `make policies`" in err
+
+
+def test_the_command_line_refuses_a_missing_cloud_assembly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {}}))
+    assert deploy_check.main([str(DEFAULT_CONFIG), str(tmp_path)]) == 2
+    assert "no stacks" in capsys.readouterr().err
