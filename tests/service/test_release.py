@@ -127,11 +127,12 @@ def test_test_listener_is_reachable_only_from_the_nat_addresses(
     entries = prefix_list["Properties"]["Entries"]
     nats = {"staging": 1, "prod": 3}[stage]
     assert len(entries) == nats
-    # Each entry is one NAT gateway's public address, exported by the network stack, as a /32.
+    # Each entry is one NAT gateway's public address (same stack, no export), as a /32.
     for entry in entries:
         [address, suffix] = entry["Cidr"]["Fn::Join"][1]
         assert suffix == "/32"
-        assert "EIP" in address["Fn::ImportValue"] and "PublicIp" in address["Fn::ImportValue"]
+        [eip, attribute] = address["Fn::GetAtt"]
+        assert "EIP" in eip and attribute == "PublicIp"
     # No rule opens the test port to the world.
     groups = template.find_resources("AWS::EC2::SecurityGroup")
     for group in groups.values():

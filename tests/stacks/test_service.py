@@ -199,7 +199,7 @@ def test_service_url_is_a_stack_output(templates: dict[str, Template]) -> None:
 
 def test_imported_cluster_uses_its_name_and_vpc(imported_synth: Synthesized) -> None:
     stage = imported_synth.stage("prod")
-    assert stage.network is None, "no network stack when the VPC is imported"
+    assert stage.service.network is None, "no VPC of its own when the VPC is imported"
     template = Template.from_stack(stage.service)
     template.resource_count_is("AWS::ECS::Cluster", 0)
     template.resource_count_is("AWS::EC2::VPC", 0)
