@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("CDK_VALIDATION", "false")
 
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ import aws_cdk as cdk
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT, cdk_cli_version
 from policies.compliance import Acknowledgement, Compliance, ValidationReport
+from service.timing import bake_problems
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -65,6 +67,14 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         print(report.describe_failures() + "\n", file=sys.stderr)
         print(failure.format(plugins=", ".join(report.failed_plugins)), file=sys.stderr)
         return 1
+    # Rules that need the synthesized templates: the bake must outlast the alarms it relies on.
+    problems = bake_problems(config, written)
+    if problems:
+        plural = "s" if len(problems) > 1 else ""
+        heading = f"{ROOT / config_path}: invalid config ({len(problems)} problem{plural})"
+        print(f"error: {heading}: " + " ".join(problems), file=sys.stderr)
+        shutil.rmtree(written)  # nothing half-written is left for a refused config
+        return 2
     compliance.write_report(written)
     print(compliance.summary(), file=sys.stderr)
     return 0
