@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
+.PHONY: help setup synth accept-listener-rules test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); S
 	       echo "make synth failed; cdk.out/ was left as it was." >&2; exit 1; }
 	@rm -rf cdk.out && mv .cdk.out.partial cdk.out
 	@echo "Synthesized cdk.out/ from $(CONFIG)$(if $(SUFFIX), with suffix $(SUFFIX))."
+
+accept-listener-rules: setup ## After an intended listener-rule change: record the rules CONFIG renders now (README)
+	@rm -rf build/accept-listener-rules
+	@$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) -c accept-listener-rules=true \
+	  --output build/accept-listener-rules
+	@rm -rf build/accept-listener-rules
 
 test: setup lint ## Lint, then run the test suite (templates, compliance, config, the service)
 	$(VENV)/bin/python -m pytest

@@ -13,6 +13,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 import service.infrastructure
+from service.listener_guard import Verdict, check, read_record, rendered_rules
 
 from ..conftest import DEFAULT_CONFIG, FIXTURES, Synthesized, synthesize
 
@@ -274,6 +275,8 @@ def test_routine_releases_never_change_the_listener_rules(
     before, after = _listener_resources(default_synth), _listener_resources(release)
     assert len(before) == 10  # per stage: production, redirect and test listener; two rules
     assert before == after
+    # ...and so the listener-rule guard lets the release through (service/listener_guard.py).
+    assert check(rendered_rules(release.outdir), read_record()) == Verdict()
     # ...while the release itself did change what it should.
     old, new = default_synth.stage("prod").service, release.stage("prod").service
     assert old.web.version != new.web.version
