@@ -86,10 +86,15 @@ def test_load_balancer_is_public_logged_and_protected_by_waf(
     templates[stage].has_resource_properties(
         "AWS::WAFv2::LoggingConfiguration", {"LogDestinationConfigs": Match.any_value()}
     )
-    templates[stage].has_resource_properties(
-        "AWS::Logs::LogGroup",
-        {"LogGroupName": Match.string_like_regexp("^aws-waf-logs-")},
-    )
+    [waf_logs] = [
+        group["Properties"]["LogGroupName"]
+        for group in templates[stage].find_resources("AWS::Logs::LogGroup").values()
+        if "LogGroupName" in group["Properties"]
+    ]
+    # WAF's required prefix, the stack name, then the unique part of the stack id.
+    prefix, unique = waf_logs["Fn::Join"][1]
+    assert prefix == f"aws-waf-logs-webapp-{stage}-service-"
+    assert unique == {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
 
 
 CERTIFICATES = {
