@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth accept-listener-rules test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
+.PHONY: help setup synth accept-listener-rules destroy test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -72,6 +72,11 @@ bench: setup ## Measure synth times, the critical path, release durations, the t
 
 diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
 	$(VENV)/bin/python -m ops.diagram
+
+destroy: synth ## Delete STAGE's stack: a dry run unless APPLY=1; production also needs CONFIRM=<stage> (README)
+	@test -n "$(STAGE)" || { echo "error: name the stage: make destroy STAGE=<name> [APPLY=1]" >&2; exit 2; }
+	$(VENV)/bin/python -m ops.destroy $(CONFIG) --stage $(STAGE) $(if $(SUFFIX),--suffix $(SUFFIX)) \
+	  $(if $(APPLY),--apply) $(if $(CONFIRM),--confirm-production $(CONFIRM))
 
 doctor: synth ## Preflight the real accounts of CONFIG: credentials, bootstrap, trust, connection, certificates
 	$(VENV)/bin/python -m ops.doctor $(CONFIG)
