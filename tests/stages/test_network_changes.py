@@ -20,6 +20,8 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 
+from service.listener_guard import check, read_record, rendered_rules
+
 from ..conftest import DEFAULT_CONFIG, Synthesized, synthesize
 
 Templates = dict[str, dict[str, Any]]  # "account/region/stack name" -> template
@@ -131,6 +133,10 @@ def test_network_changes_leave_no_export_in_use_changed(
     assert wedging_changes(default_synth.outdir, changed.outdir) == []
     for key, template in _templates(changed.outdir):
         assert not _imports(template), f"{key} imports an export"
+    # NAT gateways and zones change in place; only the new CIDR, which replaces the VPC and so the
+    # target groups in it, would make CloudFormation rewrite the listener rules (refused at synth).
+    verdict = check(rendered_rules(changed.outdir), read_record())
+    assert verdict.changed and all("CidrBlock" in line for line in verdict.changed)
 
 
 ENVIRONMENT = cdk.Environment(account="111111111111", region="eu-west-1")
