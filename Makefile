@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
+.PHONY: help setup synth accept-listener-rules destroy test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); S
 	@rm -rf cdk.out && mv .cdk.out.partial cdk.out
 	@echo "Synthesized cdk.out/ from $(CONFIG)$(if $(SUFFIX), with suffix $(SUFFIX))."
 
+accept-listener-rules: setup ## After an intended listener-rule change: record the rules CONFIG renders now (README)
+	@rm -rf build/accept-listener-rules
+	@$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) -c accept-listener-rules=true \
+	  --output build/accept-listener-rules
+	@rm -rf build/accept-listener-rules
+
 test: setup lint ## Lint, then run the test suite (templates, compliance, config, the service)
 	$(VENV)/bin/python -m pytest
 
@@ -66,6 +72,11 @@ bench: setup ## Measure synth times, the critical path, release durations, the t
 
 diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
 	$(VENV)/bin/python -m ops.diagram
+
+destroy: synth ## Delete STAGE's stack: a dry run unless APPLY=1; production also needs CONFIRM=<stage> (README)
+	@test -n "$(STAGE)" || { echo "error: name the stage: make destroy STAGE=<name> [APPLY=1]" >&2; exit 2; }
+	$(VENV)/bin/python -m ops.destroy $(CONFIG) --stage $(STAGE) $(if $(SUFFIX),--suffix $(SUFFIX)) \
+	  $(if $(APPLY),--apply) $(if $(CONFIRM),--confirm-production $(CONFIRM))
 
 doctor: synth ## Preflight the real accounts of CONFIG: credentials, bootstrap, trust, connection, certificates
 	$(VENV)/bin/python -m ops.doctor $(CONFIG)

@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("CDK_VALIDATION", "false")
 
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ import aws_cdk as cdk
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT, cdk_cli_version, cdk_json_context
 from policies.compliance import Acknowledgement, Compliance, ValidationReport
+from service import listener_guard
+from service.timing import bake_problems
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -71,6 +74,18 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
     if report.failed_plugins:
         print(report.describe_failures() + "\n", file=sys.stderr)
         print(failure.format(plugins=", ".join(report.failed_plugins)), file=sys.stderr)
+        return 1
+    # Rules that need the synthesized templates: the bake must outlast the alarms it relies on.
+    problems = bake_problems(config, written)
+    if problems:
+        plural = "s" if len(problems) > 1 else ""
+        heading = f"{ROOT / config_path}: invalid config ({len(problems)} problem{plural})"
+        print(f"error: {heading}: " + " ".join(problems), file=sys.stderr)
+        shutil.rmtree(written)  # nothing half-written is left for a refused config
+        return 2
+    accept = str(app.node.try_get_context("accept-listener-rules") or "") == "true"
+    if not _listener_rules_unchanged(written, accept=accept):
+        shutil.rmtree(written)
         return 1
     compliance.write_report(written)
     print(compliance.summary(), file=sys.stderr)
@@ -149,6 +164,54 @@ def pipeline_stack(
         prepare_stage=prepare_stage,
         fast_layout=fast_layout,
     )
+
+
+def _listener_rules_unchanged(assembly: Path, *, accept: bool) -> bool:
+    """service/listener_guard.py: refuse rules that CloudFormation would rewrite after a release;
+    with `accept`, record them instead (an intended change, README "Changing the listener
+    rules"). The pipeline (CodeBuild) also refuses stacks whose rules were never recorded."""
+    rendered = listener_guard.rendered_rules(assembly)
+    if accept:
+        listener_guard.write_record(rendered)
+        print(
+            f"Recorded the listener rules of {', '.join(sorted(rendered))} in "
+            f"{_shown(listener_guard.RECORD)}; commit it with the change.",
+            file=sys.stderr,
+        )
+        return True
+    verdict = listener_guard.check(rendered, listener_guard.read_record())
+    record = _shown(listener_guard.RECORD)
+    if verdict.changed:
+        print(
+            "error: this change makes CloudFormation rewrite listener rules that ECS owns after a "
+            "release, which can send production traffic to a target group without tasks "
+            f"(aws/aws-cdk#36649): {'; '.join(verdict.changed)}. If it is intended, follow README "
+            "'Changing the listener rules', record it with `make accept-listener-rules "
+            f"CONFIG=...` and commit {record}.",
+            file=sys.stderr,
+        )
+        return False
+    if verdict.unrecorded:
+        stacks = ", ".join(verdict.unrecorded)
+        if os.environ.get("CODEBUILD_BUILD_ID"):
+            print(
+                f"error: the listener rules of {stacks} are not recorded in {record}, so nothing "
+                "would guard them after the first release: run `make accept-listener-rules "
+                "CONFIG=...` and commit the file.",
+                file=sys.stderr,
+            )
+            return False
+        print(
+            f"note: the listener rules of {stacks} are not recorded yet; before the first push, "
+            f"run `make accept-listener-rules CONFIG=...` and commit {record} (the pipeline "
+            "refuses unrecorded rules).",
+            file=sys.stderr,
+        )
+    return True
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _remove_if_empty(outdir: Path) -> None:

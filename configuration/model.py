@@ -252,7 +252,9 @@ class ReleaseConfig(_Model):
     canary_percent: Annotated[float, Field(ge=1, le=50)] = 10.0
     linear_percent: Annotated[float, Field(ge=5, le=50)] = 25.0
     step_minutes: Annotated[int, Field(ge=1, le=60)] = 2
-    bake_minutes: Annotated[int, Field(ge=3, le=1440)] = 3
+    # The least a stage may bake follows from its synthesized alarms, so it is checked after
+    # synthesis (service/timing.py, minimum_bake_minutes): 4 minutes with the default alarms.
+    bake_minutes: Annotated[int, Field(ge=1, le=1440)] = 4
     max_5xx_percent: Annotated[float, Field(gt=0, le=50)] = 1.0
     max_p99_latency_ms: Annotated[int, Field(ge=50, le=60000)] = 1000
     test_port: Annotated[int, Field(ge=1024, le=65535)] = 9443

@@ -49,11 +49,10 @@ class WaveError(ValueError):
 
 
 def actions_for(stage: StageConfig) -> int:
-    """Pipeline actions one target adds: a deploy per stack, the smoke test, and for production
-    the termination-protection step (stacks/pipeline.py adds it for stacks with termination
-    protection, which stages/deployment.py turns on for production stages)."""
-    stacks = 1 if stage.network.vpc_id else 2
-    return stacks + 1 + int(stage.production)
+    """Pipeline actions one target adds: the deploy of its one stack, the smoke test, and for
+    production the termination-protection step (stacks/pipeline.py adds it for stacks with
+    termination protection, which stages/deployment.py turns on for production stages)."""
+    return 1 + 1 + int(stage.production)
 
 
 def plan_waves(stages: list[StageConfig]) -> list[Wave]:

@@ -260,7 +260,7 @@ class Compliance:
         for path, by_finding in by_path.items():
             path_items = list(by_finding.values())
             construct = _find(root, path, cache)
-            # Stages differ between configs (an imported VPC has no Network stack), so a path
+            # Stages differ between configs (an imported VPC has no Network construct), so a path
             # may not exist; the stale-acknowledgement test proves each entry matches a finding.
             if construct is None:
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Aws, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -261,8 +261,16 @@ class WebService(Construct):
             "WebAclLogs",
             key=key,
             removal_policy=removal_policy,
-            # WAF accepts only log groups whose name starts with this prefix.
-            log_group_name=f"aws-waf-logs-{Stack.of(self).stack_name}",
+            # WAF accepts only log groups whose name starts with this prefix. The stack id's
+            # unique part follows: production keeps the group when its stack is deleted, and a
+            # stack created again under the same name must not collide with it.
+            log_group_name=Fn.join(
+                "",
+                [
+                    f"aws-waf-logs-{Stack.of(self).stack_name}-",
+                    Fn.select(2, Fn.split("/", Aws.STACK_ID)),
+                ],
+            ),
         )
         wafv2.CfnLoggingConfiguration(
             self,

@@ -13,7 +13,10 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from configuration import DeploymentConfig
 
 # Assumed, not configured: Fargate placement, image pull and container start of a small image.
 TASK_START_SECONDS = 45
@@ -39,6 +42,7 @@ class ServiceTimings:
     deregistration_delay_seconds: int
     hook_stages: tuple[str, ...]
     alarm_seconds: int  # the slowest deployment alarm: evaluation periods x period
+    alarm_period_seconds: int = 60  # that alarm's period
     step_percent: int | None = None  # the canary's share, or each linear step's
     step_minutes: int | None = None
 
@@ -75,6 +79,10 @@ class ServiceTimings:
             attributes = {a["Key"]: a["Value"] for a in properties.get("TargetGroupAttributes", [])}
             return str(attributes.get("deregistration_delay.timeout_seconds", "300"))  # ELB default
 
+        slowest = max(
+            (_alarm_window(r["Properties"]) for r in resources if r["Type"] == ALARM),
+            default=(0, 0),
+        )
         return cls(
             strategy=strategy,
             bake_minutes=int(deployment.get("BakeTimeInMinutes", 0)),
@@ -89,28 +97,32 @@ class ServiceTimings:
                 for hook in deployment.get("LifecycleHooks", [])
                 for stage in hook.get("LifecycleStages", [])
             ),
-            alarm_seconds=max(
-                (_alarm_seconds(r["Properties"]) for r in resources if r["Type"] == ALARM),
-                default=0,
-            ),
+            alarm_seconds=slowest[0],
+            alarm_period_seconds=slowest[1],
             step_percent=step_percent,
             step_minutes=step_minutes,
         )
 
 
 ALARM = "AWS::CloudWatch::Alarm"
-# CloudWatch publishes load balancer metrics about a minute late (assumed, not in any template).
+# How late a load balancer datapoint can reach CloudWatch: "If there are requests flowing through
+# the load balancer, Elastic Load Balancing measures and sends its metrics in 60-second intervals"
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-cloudwatch-metrics.html),
+# so a minute's datapoint can arrive up to one interval after the minute ends. Every deployment
+# alarm here reads AWS/ApplicationELB metrics. AWS documents no tighter bound; if real alarms are
+# slower, raise this value and the minimum bake below follows.
 PUBLICATION_DELAY_SECONDS = 60
 
 
-def _alarm_seconds(alarm: dict[str, Any]) -> int:
-    """How long an alarm needs to see a breach: its evaluation periods times its period (for a
-    metric-math alarm, the longest period of the metrics it combines)."""
+def _alarm_window(alarm: dict[str, Any]) -> tuple[int, int]:
+    """How long an alarm needs to see a breach, and its period: its evaluation periods times its
+    period (for a metric-math alarm, the longest period of the metrics it combines)."""
     periods = [int(alarm["Period"])] if "Period" in alarm else []
     periods += [
         int(m["MetricStat"]["Period"]) for m in alarm.get("Metrics", []) if "MetricStat" in m
     ]
-    return int(alarm["EvaluationPeriods"]) * max(periods, default=0)
+    period = max(periods, default=0)
+    return int(alarm["EvaluationPeriods"]) * period, period
 
 
 @dataclass(frozen=True)
@@ -154,9 +166,38 @@ def release_seconds(timings: ServiceTimings) -> int:
 
 
 def rollback_detection_seconds(timings: ServiceTimings) -> int:
-    """Worst case from a bad release taking traffic to its deployment alarm firing: the slowest
-    alarm's evaluation window plus CloudWatch's publication delay."""
-    return timings.alarm_seconds + PUBLICATION_DELAY_SECONDS
+    """Worst case from a bad release taking traffic to its deployment alarm firing: production
+    traffic can move to green in the middle of a period, whose datapoint then mixes blue and green
+    and may not breach (one period), then the slowest alarm's evaluation window of full bad
+    periods, then the delay before the last of them reaches CloudWatch."""
+    return timings.alarm_period_seconds + timings.alarm_seconds + PUBLICATION_DELAY_SECONDS
+
+
+def minimum_bake_minutes(timings: ServiceTimings) -> int:
+    """The shortest bake in which the deployment alarms can still roll a bad release back: ECS
+    acts on an alarm only while the deployment is in progress, and the bake is its last part."""
+    return math.ceil(rollback_detection_seconds(timings) / 60)
+
+
+def bake_problems(config: DeploymentConfig, cloud_assembly: Path) -> list[str]:
+    """One sentence per stage whose `bake_minutes` is shorter than its synthesized alarms need,
+    naming the field and the minimum (app.py refuses the config with these)."""
+    templates = service_templates(cloud_assembly)
+    problems = []
+    for index, stage in enumerate(config.stages):
+        timings = ServiceTimings.from_template(templates[stage.name])
+        minimum = minimum_bake_minutes(timings)
+        if stage.release.bake_minutes < minimum:
+            problems.append(
+                f"stages[{index}].release.bake_minutes = {stage.release.bake_minutes}: stage "
+                f"'{stage.name}' must bake at least {minimum} minutes. Its slowest deployment "
+                f"alarm needs {timings.alarm_seconds // timings.alarm_period_seconds} periods of "
+                f"{timings.alarm_period_seconds} s, plus one period in which traffic moves and "
+                f"{PUBLICATION_DELAY_SECONDS} s before load balancer metrics reach CloudWatch "
+                f"({rollback_detection_seconds(timings)} s), and ECS rolls back on an alarm only "
+                f"until the bake ends; set bake_minutes = {minimum} or more."
+            )
+    return problems
 
 
 def service_templates(cloud_assembly: Path) -> dict[str, dict[str, Any]]:

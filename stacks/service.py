@@ -1,4 +1,5 @@
-"""The stage's service stack: an ECS cluster (created or imported) running the web service."""
+"""The stage's one stack: its network (created or imported), an ECS cluster (created or imported)
+and the web service."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
 from components.log_bucket import LogBucket
+from components.network import Network
 from configuration import NetworkConfig, ReleaseConfig, ServiceConfig
 from service.infrastructure import WebService
 
 
 class ServiceStack(Stack):
-    """Cluster plus web service. Takes the network's VPC, or looks up `network.vpc_id`.
+    """Network, cluster and web service in one stack: the VPC is created here from the config,
+    or looked up by `network.vpc_id`. Nothing crosses a stack boundary, so no CloudFormation
+    export can block a change of the network (components/network.py).
 
     An imported cluster always comes with its VPC and is referred to by the name derived from
     its ARN: `Cluster.from_cluster_attributes` wants a name, and a cluster without a VPC cannot
@@ -27,18 +31,30 @@ class ServiceStack(Stack):
         scope: Construct,
         construct_id: str,
         *,
-        vpc: ec2.IVpc | None,
         network: NetworkConfig,
+        availability_zones: list[str],
         service: ServiceConfig,
         release: ReleaseConfig,
-        test_sources: list[str],
         service_name: str,
         production: bool,
         removal_policy: RemovalPolicy,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        if vpc is None:
+        self._zones = availability_zones
+        vpc: ec2.IVpc
+        self.network: Network | None = None
+        test_sources: list[str] = []
+        if network.vpc_id is None:
+            self.network = Network(
+                self,
+                "Network",
+                network=network,
+                zones=len(availability_zones),
+                removal_policy=removal_policy,
+            )
+            vpc, test_sources = self.network.vpc, self.network.nat_public_ips
+        else:
             # Opted into importing an existing VPC: needs credentials or cdk.context.json.
             vpc = ec2.Vpc.from_lookup(self, "Vpc", vpc_id=network.vpc_id)
 
@@ -85,3 +101,8 @@ class ServiceStack(Stack):
         self.version_output = CfnOutput(
             self, "ServiceVersion", value=self.web.version, description="The release deployed"
         )
+
+    @property
+    def availability_zones(self) -> list[str]:
+        # Explicit zones from the config replace the context lookup Stack would otherwise do.
+        return self._zones

@@ -10,7 +10,6 @@ from constructs import Construct
 
 from configuration import StageConfig
 from policies.execution_policy import boundary_name
-from stacks.network import NetworkStack
 from stacks.service import ServiceStack
 
 # https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-customizing.html
@@ -18,7 +17,8 @@ BOOTSTRAP_QUALIFIER_CONTEXT = "@aws-cdk/core:bootstrapQualifier"
 
 
 class DeploymentStage(Stage):
-    """Network and service stacks for one target, deployed into that target's account and region.
+    """The service stack (network, cluster, service) of one target, deployed into that target's
+    account and region.
 
     Differences between targets come only from `StageConfig`: a production stage gets termination
     protection and keeps stateful resources when a stack is deleted; others clean up after
@@ -50,33 +50,20 @@ class DeploymentStage(Stage):
         self.node.set_context(BOOTSTRAP_QUALIFIER_CONTEXT, qualifier)
         name = f"{project}-{stage.name}{suffix}"
 
-        network = None
-        if stage.network.vpc_id is None:
-            network = NetworkStack(
-                self,
-                "Network",
-                stack_name=f"{name}-network",
-                network=stage.network,
-                availability_zones=stage.availability_zones,
-                removal_policy=removal_policy,
-                termination_protection=stage.production,
-            )
         self.service = ServiceStack(
             self,
             "Service",
             stack_name=f"{name}-service",
-            vpc=network.vpc if network else None,
             network=stage.network,
+            availability_zones=stage.availability_zones,
             service=stage.service,
             release=stage.release,
-            test_sources=network.nat_public_ips if network else [],
             service_name=project,
             production=stage.production,
             removal_policy=removal_policy,
             termination_protection=stage.production,
         )
-        self.network = network
-        self.stacks: list[Stack] = [s for s in (network, self.service) if s is not None]
+        self.stacks: list[Stack] = [self.service]
 
         # Every IAM role in every stack of the stage carries the boundary that `make bootstrap`
         # creates in the target account (policies/permissions-boundary.json); the execution

@@ -13,7 +13,7 @@ import pytest
 
 import app
 
-from .conftest import DEFAULT_CONFIG, ROOT
+from .conftest import CDK_CONTEXT, DEFAULT_CONFIG, ROOT
 
 
 def _run_app(tmp_path: Path, context: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -76,3 +76,20 @@ def test_config_outside_the_repository_is_refused(
 def test_bad_suffix_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _refusal(tmp_path, {"suffix": "Not OK"}, capsys)
     assert "context 'suffix' = 'Not OK'" in line
+
+
+def test_a_bake_shorter_than_the_alarms_need_is_refused_after_synthesis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The minimum comes from the synthesized alarms, so this refusal follows a full synth; the
+    output is removed all the same."""
+    path = ROOT / "tests" / "fixtures" / ".short-bake.toml"
+    path.write_text(DEFAULT_CONFIG.read_text().replace("bake_minutes = 4 ", "bake_minutes = 3 "))
+    try:
+        # cdk.json's feature flags, as the CDK CLI passes them.
+        context = {**CDK_CONTEXT, "config": str(path.relative_to(ROOT))}
+        line = _refusal(tmp_path, context, capsys)
+    finally:
+        path.unlink()
+    assert ".short-bake.toml: invalid config (1 problem)" in line
+    assert "stages[0].release.bake_minutes = 3" in line and "at least 4 minutes" in line

@@ -45,19 +45,55 @@ def settings_from_environment(env: dict[str, str]) -> tuple[Target, Settings, in
 SAFETY_SECONDS = 5.0
 
 
+def read_payload(event: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
+    """The revision being deployed, the lifecycle stage and the hookDetails of an invocation.
+
+    "Lambda hooks for Amazon ECS service deployments"
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/lambda-lifecycle-hooks.html)
+    documents the payload with the deployment's fields (serviceArn, targetServiceRevisionArn,
+    testTrafficWeights, productionTrafficWeights) nested under `executionDetails`, next to
+    `lifecycleStage` and `hookDetails`; the earlier page ("Lifecycle hooks for Amazon ECS
+    service deployments", deployment-lifecycle-hooks.html) shows them at the top level. Both are
+    read, nested first. hookDetails may arrive as a JSON string (the service configuration
+    stores it as one); anything that is not an object counts as empty, so a bad value restarts
+    the round count instead of failing the deployment.
+    """
+    nested = event.get("executionDetails")
+    execution = nested if isinstance(nested, dict) else {}
+    revision = execution.get("targetServiceRevisionArn") or event.get("targetServiceRevisionArn")
+    stage = event.get("lifecycleStage") or execution.get("lifecycleStage")
+    details: Any = event.get("hookDetails")
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            details = None
+    if not isinstance(details, dict):
+        details = {}
+    return (
+        str(revision or "unknown revision"),
+        str(stage or "unknown stage"),
+        {str(k): str(v) for k, v in details.items()},
+    )
+
+
+def _round(details: dict[str, str]) -> int:
+    value = details.get("round", "0")
+    return int(value) if value.isdigit() else 0
+
+
 def handle(
     event: dict[str, Any], env: dict[str, str], remaining_seconds: float | None = None
 ) -> dict[str, Any]:
     target, settings, max_rounds, delay = settings_from_environment(env)
-    details = event.get("hookDetails") or {}
-    round_number = int(details.get("round", "0")) + 1
+    revision, stage, details = read_payload(event)
+    round_number = _round(details) + 1
     deadline = None
     if remaining_seconds is not None:
         deadline = time.monotonic() + remaining_seconds - SAFETY_SECONDS
     outcome = run_checks(target, settings, deadline=deadline)
-    revision = event.get("targetServiceRevisionArn", "unknown revision")
     if outcome.ok:
-        LOG.info("green (%s) passed the smoke test in round %d", revision, round_number)
+        LOG.info("green (%s, %s) passed the smoke test in round %d", revision, stage, round_number)
         return {"hookStatus": "SUCCEEDED"}
     if round_number < max_rounds:
         LOG.warning(

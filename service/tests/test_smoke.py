@@ -209,3 +209,64 @@ def test_lambda_entry_point_uses_the_remaining_time(
             return 60_000
 
     assert hook.handler(_event(), Context()) == {"hookStatus": "SUCCEEDED"}
+
+
+# The payload as "Lambda hooks for Amazon ECS service deployments" describes it (the deployment's
+# fields under executionDetails), and as the earlier "Lifecycle hooks" page showed it (the same
+# fields at the top level). The ARNs follow the pages' examples.
+SERVICE = "arn:aws:ecs:us-west-2:123456789012:service/myCluster/myService"
+REVISION = "arn:aws:ecs:us-west-2:123456789012:service-revision/myCluster/myService/01275892"
+OLD = "arn:aws:ecs:us-west-2:123456789012:service-revision/myCluster/myService/78652123"
+NESTED: dict[str, Any] = {
+    "executionDetails": {
+        "testTrafficWeights": {REVISION: 100, OLD: 0},
+        "productionTrafficWeights": {REVISION: 0, OLD: 100},
+        "serviceArn": SERVICE,
+        "targetServiceRevisionArn": REVISION,
+    },
+    "executionId": "a1b2c3d4-5678-90ab-cdef-11111EXAMPLE",
+    "lifecycleStage": "POST_TEST_TRAFFIC_SHIFT",
+    "resourceArn": "arn:aws:ecs:us-west-2:123456789012:service-deployment/myCluster/myService/1",
+}
+TOP_LEVEL: dict[str, Any] = {
+    "serviceArn": SERVICE,
+    "targetServiceRevisionArn": REVISION,
+    "testTrafficWeights": {REVISION: 100, OLD: 0},
+    "productionTrafficWeights": {REVISION: 0, OLD: 100},
+}
+
+
+@pytest.mark.parametrize("payload", [NESTED, TOP_LEVEL], ids=["executionDetails", "top-level"])
+def test_both_documented_payload_shapes_are_read(payload: dict[str, Any]) -> None:
+    revision, _, details = hook.read_payload(payload)
+    assert revision == REVISION
+    assert details == {}
+    with_round = {**payload, "hookDetails": {"round": "2"}}
+    assert hook.read_payload(with_round)[2] == {"round": "2"}
+
+
+def test_the_lifecycle_stage_and_odd_hook_details() -> None:
+    assert hook.read_payload(NESTED)[1] == "POST_TEST_TRAFFIC_SHIFT"
+    assert hook.read_payload({})[:2] == ("unknown revision", "unknown stage")
+    # A JSON string (how the service configuration stores hookDetails) is read as an object;
+    # anything else starts the count again rather than failing the deployment.
+    assert hook.read_payload({**NESTED, "hookDetails": '{"round": "4"}'})[2] == {"round": "4"}
+    assert hook.read_payload({**NESTED, "hookDetails": "not json"})[2] == {}
+    assert hook.read_payload({**NESTED, "hookDetails": ["round"]})[2] == {}
+
+
+def test_the_round_count_survives_the_nested_payload(server: Any) -> None:
+    server.mode = "500"
+    env = _env(server.server_address[1])
+    first = hook.handle(NESTED, env)
+    assert first == {
+        "hookStatus": "IN_PROGRESS",
+        "callBackDelay": 15,
+        "hookDetails": {"round": "1"},
+    }
+    last = hook.handle({**NESTED, "hookDetails": {"round": "2"}}, env)
+    assert last == {"hookStatus": "FAILED"}
+    server.mode = "healthy"
+    assert hook.handle({**NESTED, "hookDetails": {"round": "x"}}, env) == {
+        "hookStatus": "SUCCEEDED"
+    }

@@ -300,11 +300,11 @@ BAD_VALUES = [
         "blue_green",
     ),
     (
-        "bake time below the alarm window",
-        "bake_minutes = 3",
-        "bake_minutes = 1",
+        "bake time not positive",
+        "bake_minutes = 4 ",
+        "bake_minutes = 0 ",
         "stages[0].release.bake_minutes",
-        "greater than or equal to 3",
+        "greater than or equal to 1",
     ),
     (
         "canary step too large",

@@ -27,7 +27,7 @@ def test_a_wave_too_large_for_one_stage_is_split(tmp_path: Path) -> None:
     config = load_config(fleet_config(20, directory=tmp_path, wave="all", production=True))
     waves = plan_waves(list(config.stages))
     assert [w.name for w in waves] == ["all-1", "all-2"]
-    assert [len(w.stages) for w in waves] == [12, 8]  # 4 actions per production target
+    assert [len(w.stages) for w in waves] == [16, 4]  # 3 actions per production target
     assert all(w.actions <= MAX_ACTIONS_PER_STAGE for w in waves)
 
 

@@ -19,10 +19,10 @@ def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> 
         "UpdatePipeline": 1,
         # One publishing action per asset type and the security scan, all in parallel.
         "Assets": 1,
-        "staging": 3,  # network, service, smoke test
-        "prod": 4,  # approval, network, service, smoke test with termination protection
+        "staging": 2,  # the stage's stack, smoke test
+        "prod": 3,  # approval, the stage's stack, smoke test with termination protection
     }
-    assert total == 11
+    assert total == 9
 
 
 def test_fleet_configs_are_valid(tmp_path: Path) -> None:

@@ -24,11 +24,7 @@ def test_stages_and_actions_come_from_the_pipeline_template(default_synth: Synth
     ]
     assert "SecurityScan" in [a.name for a in stages[3].actions]
     prod = stages[-1]
-    assert [a.name for a in prod.actions][:3] == [
-        "Approve-prod",
-        "webapp-prod-network",
-        "webapp-prod-service",
-    ]
+    assert [a.name for a in prod.actions][:2] == ["Approve-prod", "webapp-prod-service"]
     assert prod.actions[1].detail == "CloudFormation in 333333333333"
 
 

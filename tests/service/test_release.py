@@ -13,6 +13,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 import service.infrastructure
+from service.listener_guard import Verdict, check, read_record, rendered_rules
 
 from ..conftest import DEFAULT_CONFIG, FIXTURES, Synthesized, synthesize
 
@@ -127,11 +128,12 @@ def test_test_listener_is_reachable_only_from_the_nat_addresses(
     entries = prefix_list["Properties"]["Entries"]
     nats = {"staging": 1, "prod": 3}[stage]
     assert len(entries) == nats
-    # Each entry is one NAT gateway's public address, exported by the network stack, as a /32.
+    # Each entry is one NAT gateway's public address (same stack, no export), as a /32.
     for entry in entries:
         [address, suffix] = entry["Cidr"]["Fn::Join"][1]
         assert suffix == "/32"
-        assert "EIP" in address["Fn::ImportValue"] and "PublicIp" in address["Fn::ImportValue"]
+        [eip, attribute] = address["Fn::GetAtt"]
+        assert "EIP" in eip and attribute == "PublicIp"
     # No rule opens the test port to the world.
     groups = template.find_resources("AWS::EC2::SecurityGroup")
     for group in groups.values():
@@ -273,6 +275,8 @@ def test_routine_releases_never_change_the_listener_rules(
     before, after = _listener_resources(default_synth), _listener_resources(release)
     assert len(before) == 10  # per stage: production, redirect and test listener; two rules
     assert before == after
+    # ...and so the listener-rule guard lets the release through (service/listener_guard.py).
+    assert check(rendered_rules(release.outdir), read_record()) == Verdict()
     # ...while the release itself did change what it should.
     old, new = default_synth.stage("prod").service, release.stage("prod").service
     assert old.web.version != new.web.version

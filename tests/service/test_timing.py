@@ -4,20 +4,24 @@ health checks, grace period, draining and bake time."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from configuration import DeploymentConfig, load_config
 from service.timing import (
     ServiceTimings,
     TemplateError,
+    bake_problems,
+    minimum_bake_minutes,
     release_phases,
     release_seconds,
     rollback_detection_seconds,
     service_templates,
 )
 
-from ..conftest import FIXTURES, Synthesized
+from ..conftest import DEFAULT_CONFIG, FIXTURES, Synthesized
 
 
 def _timings(synthesized: Synthesized) -> dict[str, ServiceTimings]:
@@ -33,8 +37,8 @@ def test_blue_green_release_is_dominated_by_the_bake_time(default_synth: Synthes
     staging, prod = timings["staging"], timings["prod"]
     assert staging.hook_stages == ("POST_TEST_TRAFFIC_SHIFT",)
     # start, health (grace 15 s > 2 x 5 s), test shift, hook, production shift, bake, drain
-    assert release_seconds(staging) == 45 + 15 + 10 + 5 + 10 + 3 * 60 + 10
-    assert release_seconds(prod) - release_seconds(staging) == (10 - 3) * 60
+    assert release_seconds(staging) == 45 + 15 + 10 + 5 + 10 + 4 * 60 + 10
+    assert release_seconds(prod) - release_seconds(staging) == (10 - 4) * 60
     names = [phase.name for phase in release_phases(prod)]
     assert names.index("lifecycle hook at POST_TEST_TRAFFIC_SHIFT (smoke test)") < names.index(
         "production traffic to green"
@@ -94,3 +98,47 @@ def test_alarms_fire_well_within_the_shortest_bake_time(default_synth: Synthesiz
         # Two one-minute periods, as service/monitoring.py builds them, plus the delay.
         assert timings.alarm_seconds == 2 * 60
         assert rollback_detection_seconds(timings) <= timings.bake_minutes * 60
+
+
+def _stage_alarm_template(evaluation_periods: int, period: int) -> dict[str, Any]:
+    return {
+        "Resources": {
+            "Service": {
+                "Type": "AWS::ECS::Service",
+                "Properties": {"DeploymentConfiguration": {"Strategy": "BLUE_GREEN"}},
+            },
+            "Group": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {}},
+            "Alarm": {
+                "Type": "AWS::CloudWatch::Alarm",
+                "Properties": {"EvaluationPeriods": evaluation_periods, "Period": period},
+            },
+        }
+    }
+
+
+def test_the_minimum_bake_follows_the_alarms_in_the_template() -> None:
+    # One period of mixed traffic, the evaluation window, 60 s of metric delivery.
+    assert minimum_bake_minutes(ServiceTimings.from_template(_stage_alarm_template(2, 60))) == 4
+    slow = ServiceTimings.from_template(_stage_alarm_template(3, 300))
+    assert rollback_detection_seconds(slow) == 300 + 900 + 60
+    assert minimum_bake_minutes(slow) == 21
+
+
+def _config(tmp_path: Path, staging_bake: int) -> DeploymentConfig:
+    path = tmp_path / f"bake{staging_bake}.toml"
+    text = DEFAULT_CONFIG.read_text()
+    assert "bake_minutes = 4 " in text
+    path.write_text(text.replace("bake_minutes = 4 ", f"bake_minutes = {staging_bake} ", 1))
+    return load_config(path)
+
+
+def test_a_bake_shorter_than_the_synthesized_alarms_need_is_refused(
+    default_synth: Synthesized, tmp_path: Path
+) -> None:
+    minima = {n: minimum_bake_minutes(t) for n, t in _timings(default_synth).items()}
+    assert minima == {"staging": 4, "prod": 4}
+    # The edge, from both sides: 4 minutes pass, 3 are refused with the minimum named.
+    assert bake_problems(_config(tmp_path, 4), default_synth.outdir) == []
+    [problem] = bake_problems(_config(tmp_path, 3), default_synth.outdir)
+    assert problem.startswith("stages[0].release.bake_minutes = 3: stage 'staging' must bake")
+    assert "at least 4 minutes" in problem and "bake_minutes = 4 or more" in problem

@@ -100,7 +100,6 @@ def test_each_stage_deploys_into_its_own_account(
         if action["ActionTypeId"]["Category"] == "Deploy"
     ]
     assert {action["Configuration"]["StackName"] for action in deploys} == {
-        f"webapp-{stage}-network",
         f"webapp-{stage}-service",
     }
     for action in deploys:
@@ -176,7 +175,7 @@ def test_five_stages_in_order_with_suffix(synth: Callable[..., Synthesized]) -> 
         "prod",
     ]
     stacks = {stack.stack_name for stage in result.stack.stages for stack in stage.stacks}
-    assert "fleet-perf-blue-service" in stacks and "fleet-dev-blue-network" in stacks
+    assert "fleet-perf-blue-service" in stacks and "fleet-dev-blue-service" in stacks
     build_spec = json.dumps(template.find_resources("AWS::CodeBuild::Project"))
     assert "make synth CONFIG=tests/fixtures/five-stages.toml SUFFIX=blue" in build_spec
 
@@ -271,8 +270,7 @@ def test_production_stacks_get_termination_protection_after_deploy(template: Tem
         for p in template.find_resources("AWS::CodeBuild::Project").values()
         if "update-termination-protection" in p["Properties"]["Source"]["BuildSpec"]
     )
-    for stack in ("webapp-prod-network", "webapp-prod-service"):
-        assert f"--stack-name {stack}" in spec
+    assert "--stack-name webapp-prod-service" in spec
     template.has_resource_properties(
         "AWS::IAM::Policy",
         {

@@ -86,10 +86,15 @@ def test_load_balancer_is_public_logged_and_protected_by_waf(
     templates[stage].has_resource_properties(
         "AWS::WAFv2::LoggingConfiguration", {"LogDestinationConfigs": Match.any_value()}
     )
-    templates[stage].has_resource_properties(
-        "AWS::Logs::LogGroup",
-        {"LogGroupName": Match.string_like_regexp("^aws-waf-logs-")},
-    )
+    [waf_logs] = [
+        group["Properties"]["LogGroupName"]
+        for group in templates[stage].find_resources("AWS::Logs::LogGroup").values()
+        if "LogGroupName" in group["Properties"]
+    ]
+    # WAF's required prefix, the stack name, then the unique part of the stack id.
+    prefix, unique = waf_logs["Fn::Join"][1]
+    assert prefix == f"aws-waf-logs-webapp-{stage}-service-"
+    assert unique == {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}
 
 
 CERTIFICATES = {
@@ -199,7 +204,7 @@ def test_service_url_is_a_stack_output(templates: dict[str, Template]) -> None:
 
 def test_imported_cluster_uses_its_name_and_vpc(imported_synth: Synthesized) -> None:
     stage = imported_synth.stage("prod")
-    assert stage.network is None, "no network stack when the VPC is imported"
+    assert stage.service.network is None, "no VPC of its own when the VPC is imported"
     template = Template.from_stack(stage.service)
     template.resource_count_is("AWS::ECS::Cluster", 0)
     template.resource_count_is("AWS::EC2::VPC", 0)

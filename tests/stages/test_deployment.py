@@ -20,13 +20,4 @@ def test_stage_targets_its_own_account_and_region(default_synth: Synthesized, na
     for stack in stage.stacks:
         assert (stack.account, stack.region) == (account, region)
         assert stack.termination_protection is production
-    assert sorted(stack.stack_name for stack in stage.stacks) == [
-        f"webapp-{name}-network",
-        f"webapp-{name}-service",
-    ]
-
-
-def test_service_stack_follows_the_network_stack(default_synth: Synthesized) -> None:
-    for stage in default_synth.stack.stages:
-        assert stage.network is not None
-        assert stage.network in stage.service.dependencies
+    assert [stack.stack_name for stack in stage.stacks] == [f"webapp-{name}-service"]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
@@ -13,10 +11,14 @@ from configuration import NetworkConfig
 from configuration.model import PRIVATE_SUBNET_MASK, PUBLIC_SUBNET_MASK
 
 
-class NetworkStack(Stack):
+class Network(Construct):
     """A VPC with public subnets (load balancer, NAT) and private subnets (tasks), flow logs on.
 
-    The availability zones come from the config, so synthesis needs no context lookup.
+    It lives in the same stack as the service that uses it: a VPC in a stack of its own hands its
+    ids to the service through CloudFormation exports, and CloudFormation refuses to change or
+    remove an export that another stack imports, so changing `nat_gateways` or the zones would
+    wedge the stage (README, "Changing the network"). The zones are the stack's
+    (`availability_zones` from the config), so synthesis needs no context lookup.
     """
 
     def __init__(
@@ -25,18 +27,15 @@ class NetworkStack(Stack):
         construct_id: str,
         *,
         network: NetworkConfig,
-        availability_zones: list[str],
+        zones: int,
         removal_policy: RemovalPolicy,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
-        self._zones = availability_zones
-
+        super().__init__(scope, construct_id)
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
             ip_addresses=ec2.IpAddresses.cidr(network.cidr),
-            max_azs=len(availability_zones),
+            max_azs=zones,
             nat_gateways=network.nat_gateways,
             # Remove the default security group's rules: nothing should rely on it.
             restrict_default_security_group=True,
@@ -77,8 +76,3 @@ class NetworkStack(Stack):
             eip = subnet.node.try_find_child("EIP")
             if isinstance(eip, ec2.CfnEIP):
                 self.nat_public_ips.append(eip.attr_public_ip)
-
-    @property
-    def availability_zones(self) -> list[str]:
-        # Explicit zones from the config replace the context lookup Stack would otherwise do.
-        return self._zones

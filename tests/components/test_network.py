@@ -1,4 +1,5 @@
-"""The network stack of every stage: a VPC across the configured zones, from config alone."""
+"""The network of every stage: a VPC across the configured zones, from config alone, in the
+stage's one stack."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ CIDRS = {"staging": "10.10.0.0/16", "prod": "10.20.0.0/16"}
 def templates(default_synth: Synthesized) -> dict[str, Template]:
     result = {}
     for stage in default_synth.stack.stages:
-        assert stage.network is not None
-        result[stage.stage_name] = Template.from_stack(stage.network)
+        assert stage.service.network is not None
+        result[stage.stage_name] = Template.from_stack(stage.service)
     return result
 
 
