@@ -55,7 +55,7 @@ test: setup lint ## Lint, then run the test suite (templates, compliance, config
 scan: synth ## Trivy with the pinned, verified binary: secrets, Dockerfile, templates (offline parts)
 	$(VENV)/bin/python -m ops.scan
 
-scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan action: everything, including the image
+scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan step: everything, including the published image by digest
 	$(VENV)/bin/python -m ops.scan --image --cdk-out cdk.out --reports scan-reports
 
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
