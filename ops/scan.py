@@ -3,6 +3,8 @@
 Scans, and what fails them:
   ignores    an entry of .trivyignore.yaml without a statement, expired, or more than 90 days
              ahead; entries expiring within 30 days are warned about          (offline)
+  base       a FROM line of the service Dockerfile neither pinned by digest nor under an
+             unexpired waiver (ops/pin_base.py); waivers warned 30 days ahead (offline)
   secrets    any secret in the source tree                                    (offline)
   dockerfile HIGH/CRITICAL misconfigurations of the service Dockerfile        (offline)
   templates  HIGH/CRITICAL misconfigurations of cdk.out's templates           (offline)
@@ -39,6 +41,7 @@ from components.image_assets import (
     image_assets,
 )
 from configuration.toolchain import ROOT
+from ops import pin_base
 
 LOCK = ROOT / "policies" / "trivy.lock.json"
 IGNORE_FILE = ROOT / ".trivyignore.yaml"
@@ -416,6 +419,15 @@ def run(
     for problem in review.problems:
         out(f"FAIL ignore file: {problem}")
     ok = not review.problems
+    try:
+        base_problems, base_warnings = pin_base.review(dockerfile_dir / "Dockerfile", today)
+    except pin_base.PinError as error:
+        raise ScanError(str(error)) from error
+    for warning in base_warnings:
+        out(f"WARN base image: {warning}")
+    for problem in base_problems:
+        out(f"FAIL base image: {problem}")
+    ok = ok and not base_problems
     findings: dict[str, list[Finding]] = {
         "secrets in the source tree": trivy.secrets(source_root),
         "Dockerfile misconfigurations (HIGH, CRITICAL)": trivy.dockerfiles(dockerfile_dir),

@@ -164,6 +164,11 @@ def test_scan_fails_as_a_whole_on_a_planted_finding(verified: Path, tmp_path: Pa
     )
     assert not ok
     assert any(line.startswith("FAIL Dockerfile") for line in lines)
+    # Its base has neither a digest nor a waiver (ops/pin_base.py decides; tested there).
+    assert any(
+        line.startswith("FAIL base image: Dockerfile:1") and "not pinned by digest" in line
+        for line in lines
+    )
 
 
 STATEMENT = "    statement: The load balancer is public by design.\n"
