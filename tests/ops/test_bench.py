@@ -17,12 +17,11 @@ def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> 
         "Source": 1,
         "Build": 1,
         "UpdatePipeline": 1,
-        # One publishing action per asset type and the security scan, all in parallel.
-        "Assets": 1,
-        "staging": 3,  # network, service, smoke test
+        "Assets": 1,  # one publishing action per asset type, in parallel
+        "staging": 4,  # the security scan of what was published, network, service, smoke test
         "prod": 4,  # approval, network, service, smoke test with termination protection
     }
-    assert total == 11
+    assert total == 12
 
 
 def test_fleet_configs_are_valid(tmp_path: Path) -> None:
