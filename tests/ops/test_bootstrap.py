@@ -40,10 +40,12 @@ def test_default_plan_prints_exact_bootstrap_commands() -> None:
     )
     assert commands == [
         "cdk bootstrap aws://111111111111/eu-west-1 --termination-protection",
-        "cdk bootstrap aws://222222222222/eu-west-1 --trust 111111111111 "
+        "cdk bootstrap aws://222222222222/eu-west-1 "
+        "--template build/bootstrap/bootstrap-template.yaml --trust 111111111111 "
         "--trust-for-lookup 111111111111 "
         f"--cloudformation-execution-policies {execution('222222222222')} --termination-protection",
-        "cdk bootstrap aws://333333333333/eu-west-1 --trust 111111111111 "
+        "cdk bootstrap aws://333333333333/eu-west-1 "
+        "--template build/bootstrap/bootstrap-template.yaml --trust 111111111111 "
         f"--cloudformation-execution-policies {execution('333333333333')} --termination-protection",
     ]
     assert "AdministratorAccess" not in " ".join(commands[1:])
@@ -86,7 +88,10 @@ def test_dry_run_prints_and_calls_nothing(
     assert any(tmp_path.glob("*/*.json"))  # the policy documents, for review
     out = capsys.readouterr().out
     assert "dry run" in out
-    assert "cdk bootstrap aws://333333333333/eu-west-1 --trust 111111111111" in out
+    assert "cdk bootstrap aws://333333333333/eu-west-1 --template " in out
+    assert "--trust 111111111111" in out
+    # The targets' template, written for review and for `cdk bootstrap --template`.
+    assert "TrustedAccountsReadImages" in (tmp_path / "bootstrap-template.yaml").read_text()
 
 
 def test_bad_config_is_refused_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
