@@ -39,6 +39,11 @@ class Wave:
         """A wave of one target: CDK Pipelines lays it out as a plain stage named after it."""
         return len(self.stages) == 1
 
+    @property
+    def stage_name(self) -> str:
+        """The pipeline stage's name: a standalone target's own, otherwise the wave's."""
+        return self.stages[0].name if self.standalone else self.name
+
     def step_prefix(self, stage: StageConfig) -> str:
         """Where CDK Pipelines puts the construct of a target's step (construct path segment):
         `<stage>/` for a standalone target, `<wave>/<stage>.` inside a wave of several."""

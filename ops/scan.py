@@ -418,6 +418,8 @@ def run(
         out(f"WARN ignore file: {warning}")
     for problem in review.problems:
         out(f"FAIL ignore file: {problem}")
+    if not review.problems:
+        out("PASS ignore file: every entry explained and unexpired")
     ok = not review.problems
     try:
         base_problems, base_warnings = pin_base.review(dockerfile_dir / "Dockerfile", today)
@@ -427,6 +429,8 @@ def run(
         out(f"WARN base image: {warning}")
     for problem in base_problems:
         out(f"FAIL base image: {problem}")
+    if not base_problems:
+        out("PASS base image: pinned by digest, or under an unexpired waiver")
     ok = ok and not base_problems
     findings: dict[str, list[Finding]] = {
         "secrets in the source tree": trivy.secrets(source_root),

@@ -105,7 +105,7 @@ def expand(
         "source_action": pipeline.source.repository.replace("/", "_"),
         # The first pipeline stage after the assets (a target or a wave): the security scan
         # runs there, before anything deploys.
-        "first_stage": next(w.name for w in plan_waves(list(config.stages)) if w.scan),
+        "first_stage": next(w.stage_name for w in plan_waves(list(config.stages)) if w.scan),
     }
     applied: list[AppliedAcknowledgement] = []
     found: dict[str, IConstruct | None] = {}

@@ -21,6 +21,8 @@ def test_thirty_targets_fit_in_three_deployment_stages() -> None:
         ("wave-a", 14, True),
         ("wave-b", 15, True),
     ]
+    # A wave of one target is laid out as a stage named after the target.
+    assert [w.stage_name for w in waves] == ["t00", "wave-a", "wave-b"]
     assert all(w.actions <= MAX_ACTIONS_PER_STAGE for w in waves)
 
 

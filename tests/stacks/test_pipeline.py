@@ -343,9 +343,11 @@ def test_an_approval_in_the_first_stage_waits_for_the_scan(
     config.write_text(text[:first] + text[first:].replace("approval = false", "approval = true", 1))
     template = Template.from_stack(synth(config).stack)
     staging = {a["Name"]: a["RunOrder"] for a in _actions(template, "staging")}
-    assert staging["SecurityScan"] < staging["Approve-staging"] < staging[
-        "webapp-staging-network.Deploy"
-    ]
+    assert (
+        staging["SecurityScan"]
+        < staging["Approve-staging"]
+        < staging["webapp-staging-network.Deploy"]
+    )
 
 
 def test_production_stacks_get_termination_protection_after_deploy(template: Template) -> None:
