@@ -4,9 +4,16 @@ fails on planted bad inputs; the scanner itself is pinned and verified."""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import hashlib
+import io
 import json
 import sys
+import tarfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import botocore.session
@@ -539,6 +546,135 @@ def test_registry_errors_stop_the_scan_with_what_to_do(
     with pytest.raises(ScanError, match=r"staging: 222222222222\.dkr\.ecr") as error:
         _run_image_scan(fake_trivy, tmp_path, default_synth.outdir, ecr)
     assert message in str(error.value)
+
+
+@dataclass(frozen=True)
+class LocalRegistry:
+    host: str
+    digest: str
+
+    def reference(self) -> str:
+        return f"{self.host}/service@{self.digest}"
+
+
+def _layer(files: dict[str, bytes]) -> tuple[bytes, bytes]:
+    """A layer: the tar (whose digest is the config's diff id) and its gzip (the blob)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue()
+    return raw, gzip.compress(raw, mtime=0)
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def local_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalRegistry]:
+    """A real (minimal) OCI registry on 127.0.0.1 serving one image, by tag or digest, whose
+    layer holds a planted AWS key pair. Trivy talks plain HTTP to a registry on localhost."""
+    key_id = "AKIA" + "QYLPMN5HHHFPZAM2"  # assembled here so this file holds no secret
+    secret = "wJalrXUtnFEMI" + "/K7MDENG/bPxRfiCYEXAMPLEKEY"[::-1]
+    raw, blob = _layer(
+        {
+            "etc/os-release": b'NAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n',
+            "etc/debian_version": b"12.12\n",
+            "app/settings.py": f'key = "{key_id}"\nsecret = "{secret}"\n'.encode(),
+        }
+    )
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"User": "10001"},
+            "rootfs": {"type": "layers", "diff_ids": [_sha256(raw)]},
+            "history": [{"created_by": "COPY settings.py /app/settings.py"}],
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": _sha256(config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": _sha256(blob),
+                    "size": len(blob),
+                }
+            ],
+        }
+    ).encode()
+    blobs = {_sha256(config): config, _sha256(blob): blob}
+    digest = _sha256(manifest)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self._answer(with_body=False)
+
+        def do_GET(self) -> None:
+            self._answer(with_body=True)
+
+        def _answer(self, *, with_body: bool) -> None:
+            status, body, headers = self._route()
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def _route(self) -> tuple[int, bytes, dict[str, str]]:
+            blob_digest = self.path.removeprefix("/v2/service/blobs/")
+            if self.path == "/v2/":
+                return 200, b"{}", {"Content-Type": "application/json"}
+            if self.path in ("/v2/service/manifests/latest", f"/v2/service/manifests/{digest}"):
+                kind = "application/vnd.oci.image.manifest.v1+json"
+                return 200, manifest, {"Content-Type": kind, "Docker-Content-Digest": digest}
+            if blob_digest in blobs:
+                kind = "application/octet-stream"
+                headers = {"Content-Type": kind, "Docker-Content-Digest": blob_digest}
+                return 200, blobs[blob_digest], headers
+            return 404, b"{}", {"Content-Type": "application/json"}
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    # Its own cache: what Trivy learns about this image stays in the test's directory.
+    monkeypatch.setenv("TRIVY_CACHE_DIR", str(tmp_path / "trivy-cache"))
+    yield LocalRegistry(f"127.0.0.1:{server.server_address[1]}", digest)
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_trivy_reads_the_image_by_digest_from_the_registry_without_a_daemon(
+    verified: Path, tmp_path: Path, local_registry: LocalRegistry
+) -> None:
+    # The real, pinned Trivy against a real registry: the SBOM and the scan the pipeline runs,
+    # by digest. Vulnerabilities need Trivy's database (network), so here the image is scanned
+    # for secrets and misconfigurations only; the planted key pair in its layer fails it.
+    trivy = Trivy(verified, tmp_path / "reports", None)
+    reference = local_registry.reference()
+    sbom = trivy.sbom(reference, "sbom.cyclonedx.json")
+    assert json.loads(sbom.read_text())["metadata"]["component"]["name"] == reference
+    before = sbom.read_text()
+    record_digest(sbom, reference)
+    assert sbom.read_text() == before  # Trivy itself names the digest
+    found = trivy.image(reference, "image.json", scanners=("secret", "misconfig"))
+    assert {(f.id, f.target) for f in found} >= {("aws-access-key-id", "/app/settings.py")}
 
 
 def test_the_sbom_records_the_digest_when_trivy_did_not(tmp_path: Path) -> None:
