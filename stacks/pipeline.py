@@ -42,8 +42,10 @@ INSTALL_COMMANDS = ["make --version", "python3 --version"]
 
 
 class PipelineStack(Stack):
-    """A CDK Pipelines `CodePipeline` (type V2) that first updates itself, then deploys each
-    configured stage in order, with a manual approval before the stages that ask for one.
+    """A CDK Pipelines `CodePipeline` (type V2) that first updates itself and publishes the
+    assets, then scans the published image (the SecurityScan step, first in the first stage),
+    then deploys each configured stage in order, with a manual approval before the stages that
+    ask for one.
 
     `prepare_stage` is called on each stage before it is added (the compliance acknowledgements).
     `fast_layout=False` builds CDK Pipelines' default layout, for comparison only.
@@ -267,7 +269,9 @@ def _security_scan(
         role=role,
         partial_build_spec=codebuild.BuildSpec.from_object(
             {
-                "phases": {"install": {"runtime-versions": PYTHON_RUNTIME}},
+                # Node as in the synth step: the script reads the config package, which loads
+                # aws-cdk-lib (and so jsii) for its region facts.
+                "phases": {"install": {"runtime-versions": {**PYTHON_RUNTIME, "nodejs": "20"}}},
                 "cache": {"paths": [f"{TRIVY_CACHE}/**/*"]},
             }
         ),

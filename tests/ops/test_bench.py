@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from configuration import load_config
-from ops.bench import critical_path, fleet_config
+from ops.bench import critical_path, fleet_config, scan_position
 from ops.diagram import pipeline_template, read_stages
 
 from ..conftest import Synthesized
@@ -22,6 +22,12 @@ def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> 
         "prod": 4,  # approval, network, service, smoke test with termination protection
     }
     assert total == 12
+
+
+def test_the_report_says_where_the_scan_sits(default_synth: Synthesized) -> None:
+    stages = read_stages(pipeline_template(default_synth.outdir))
+    assert scan_position(stages) == "staging, step 1 of 4"
+    assert scan_position(stages[:4]) == "not found"
 
 
 def test_fleet_configs_are_valid(tmp_path: Path) -> None:
