@@ -209,8 +209,9 @@ def _security_scan(
     and the expiry of the ignores.
 
     Its role reads the source and synth artifacts, writes its reports, keeps Trivy's database in
-    its own cache bucket, and reads the targets' asset repositories (added per stage by
-    `_allow_reading_assets` once CDK Pipelines has synthesized it).
+    its own cache bucket, and reads the targets' asset repositories (granted by
+    `_allow_reading_assets` from the stages' asset manifests, once CDK Pipelines has synthesized
+    the stages).
     """
     key = kms.Key(
         scope,
