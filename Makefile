@@ -20,7 +20,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth accept-listener-rules destroy test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
+.PHONY: help setup synth accept-listener-rules destroy test lint clean lock policies bootstrap deploy scan scan-pipeline pin-base doctor diagram bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,7 +61,10 @@ test: setup lint ## Lint, then run the test suite (templates, compliance, config
 scan: synth ## Trivy with the pinned, verified binary: secrets, Dockerfile, templates (offline parts)
 	$(VENV)/bin/python -m ops.scan
 
-scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan action: everything, including the image
+pin-base: $(PY_STAMP) ## Pin service/runtime/Dockerfile's base image by digest (needs the registry, public.ecr.aws)
+	$(VENV)/bin/python -m ops.pin_base
+
+scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan step: everything, including the published image by digest
 	$(VENV)/bin/python -m ops.scan --image --cdk-out cdk.out --reports scan-reports
 
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG

@@ -15,9 +15,7 @@ from configuration.model import StageConfig
 # CodePipeline's fixed quotas (not raisable): actions per stage, and stages per pipeline.
 MAX_ACTIONS_PER_STAGE = 50
 MAX_STAGES_PER_PIPELINE = 50
-# Source, Build (synth), UpdatePipeline, Assets (with the security scan). The benchmark's
-# comparison layout (PipelineStack fast_layout=False) adds a SecurityScan stage; it is only
-# synthesized for the default config, far below the quota.
+# Source, Build (synth), UpdatePipeline, Assets.
 FIXED_STAGES = 4
 
 
@@ -28,15 +26,23 @@ class Wave:
     name: str
     stages: tuple[StageConfig, ...]
     approval: bool
+    # The first pipeline stage after the assets also runs the security scan, before the rest.
+    scan: bool = False
 
     @property
     def actions(self) -> int:
-        return int(self.approval) + sum(actions_for(stage) for stage in self.stages)
+        own = int(self.approval) + int(self.scan)
+        return own + sum(actions_for(stage) for stage in self.stages)
 
     @property
     def standalone(self) -> bool:
         """A wave of one target: CDK Pipelines lays it out as a plain stage named after it."""
         return len(self.stages) == 1
+
+    @property
+    def stage_name(self) -> str:
+        """The pipeline stage's name: a standalone target's own, otherwise the wave's."""
+        return self.stages[0].name if self.standalone else self.name
 
     def step_prefix(self, stage: StageConfig) -> str:
         """Where CDK Pipelines puts the construct of a target's step (construct path segment):
@@ -66,11 +72,14 @@ def plan_waves(stages: list[StageConfig]) -> list[Wave]:
     waves: list[Wave] = []
     for name, members in groups:
         approval = any(stage.approval for stage in members)
-        parts = _split(members, MAX_ACTIONS_PER_STAGE - int(approval))
+        scan = not waves
+        room = MAX_ACTIONS_PER_STAGE - int(approval)
+        parts = _split(members, room, first_room=room - int(scan))
         for index, part in enumerate(parts, start=1):
             label = name if len(parts) == 1 else f"{name}-{index}"
-            # Only the first part waits for the approval; the rest follow it automatically.
-            waves.append(Wave(label, tuple(part), approval and index == 1))
+            # Only the first part waits for the approval (and runs the scan); the rest follow.
+            first = index == 1
+            waves.append(Wave(label, tuple(part), approval and first, scan=scan and first))
     total = FIXED_STAGES + len(waves)
     if total > MAX_STAGES_PER_PIPELINE:
         raise WaveError(
@@ -81,12 +90,12 @@ def plan_waves(stages: list[StageConfig]) -> list[Wave]:
     return waves
 
 
-def _split(stages: list[StageConfig], room: int) -> list[list[StageConfig]]:
+def _split(stages: list[StageConfig], room: int, first_room: int) -> list[list[StageConfig]]:
     parts: list[list[StageConfig]] = [[]]
     used = 0
     for stage in stages:
         cost = actions_for(stage)
-        if parts[-1] and used + cost > room:
+        if parts[-1] and used + cost > (first_room if len(parts) == 1 else room):
             parts.append([])
             used = 0
         parts[-1].append(stage)

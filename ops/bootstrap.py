@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
+from ops.bootstrap_template import TemplateError, write_template
 from policies.execution_policy import (
     AccountKind,
     load_boundary,
@@ -39,6 +40,9 @@ from policies.execution_policy import (
 )
 
 BUILD_DIR = ROOT / "build" / "bootstrap"
+TEMPLATE_NAME = (
+    "bootstrap-template.yaml"  # written by main() into BUILD_DIR (ops/bootstrap_template)
+)
 MAX_POLICY_VERSIONS = 5  # IAM keeps at most five versions of a managed policy
 
 
@@ -136,6 +140,9 @@ def plan(config: DeploymentConfig) -> Plan:
                 "bootstrap",
                 f"aws://{account}/{region}",
                 *own_bootstrap,
+                # CDK's template, plus image read access for the pipeline account (the scan).
+                "--template",
+                _display(BUILD_DIR / TEMPLATE_NAME),
                 "--trust",
                 pipeline.account,
                 *(["--trust-for-lookup", pipeline.account] if lookup else []),
@@ -371,11 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         result = plan(config)
         write_policy_files(result, BUILD_DIR)
+        write_template(BUILD_DIR / TEMPLATE_NAME)
         print(describe(result, BUILD_DIR))
         if args.apply:
             print()
             apply(result, _boto_session, _run)
-    except (ConfigError, BootstrapError) as error:
+    except (ConfigError, BootstrapError, TemplateError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # credentials and API errors, told plainly

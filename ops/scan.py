@@ -1,16 +1,21 @@
-"""`make scan` and the pipeline's SecurityScan action: one script, one Trivy, one set of settings.
+"""`make scan` and the pipeline's SecurityScan step: one script, one Trivy, one set of settings.
 
 Scans, and what fails them:
-  secrets    any secret in the source tree                          (offline)
-  dockerfile HIGH/CRITICAL misconfigurations of the service Dockerfile  (offline)
-  templates  HIGH/CRITICAL misconfigurations of cdk.out's templates     (offline)
-  image      HIGH/CRITICAL vulnerabilities with a fix, in the image built from the very asset
-             directory the pipeline publishes; plus a CycloneDX SBOM   (needs the vulnerability
-             database, i.e. network, and a Docker engine: the pipeline)
+  ignores    an entry of .trivyignore.yaml without a statement, expired, or more than 90 days
+             ahead; entries expiring within 30 days are warned about          (offline)
+  base       a FROM line of the service Dockerfile neither pinned by digest nor under an
+             unexpired waiver (ops/pin_base.py); waivers warned 30 days ahead (offline)
+  secrets    any secret in the source tree                                    (offline)
+  dockerfile HIGH/CRITICAL misconfigurations of the service Dockerfile        (offline)
+  templates  HIGH/CRITICAL misconfigurations of cdk.out's templates           (offline)
+  image      the image CDK published, read from the registry by digest (no Docker daemon):
+             the asset's tag must resolve to one digest in every target's asset repository;
+             then HIGH/CRITICAL vulnerabilities with a fix, any secret, HIGH/CRITICAL
+             misconfigurations; plus a CycloneDX SBOM that records the digest
+             (needs the published image and Trivy's vulnerability database: the pipeline)
 
 Before anything runs, the Trivy binary's SHA-256 is checked against policies/trivy.lock.json and
-known-malicious versions are refused; .trivyignore.yaml entries must carry a statement and an
-expiry at most 90 days ahead.
+known-malicious versions are refused.
 """
 
 from __future__ import annotations
@@ -20,24 +25,35 @@ import datetime as dt
 import hashlib
 import json
 import platform
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml  # type: ignore[import-untyped]
 
+from components.image_assets import (
+    AssetManifestError,
+    ImageAsset,
+    ImageDestination,
+    image_assets,
+)
 from configuration.toolchain import ROOT
+from ops import pin_base
 
 LOCK = ROOT / "policies" / "trivy.lock.json"
 IGNORE_FILE = ROOT / ".trivyignore.yaml"
 DOCKERFILE_DIR = ROOT / "service" / "runtime"
 MAX_IGNORE_DAYS = 90
-SEVERITIES = "HIGH,CRITICAL"
+WARN_IGNORE_DAYS = 30
+SEVERITIES = ("HIGH", "CRITICAL")
+# The published image: vulnerabilities need Trivy's database (network); the others run offline.
+IMAGE_SCANNERS = ("vuln", "secret", "misconfig")
 # Never scanned for secrets: installed dependencies and generated output.
 SKIP_DIRS = (".git", ".venv", ".lock-venv", "node_modules", "cdk.out", ".cdk.out.partial", "build")
+SBOM_DIGEST_PROPERTY = "webapp-delivery:scanned-image"
 
 
 class ScanError(Exception):
@@ -96,35 +112,58 @@ def check_version(version: str, lock: dict[str, Any]) -> None:
         raise ScanError(f"Trivy {version} is installed but {lock['version']} is pinned.")
 
 
-def check_ignore_file(path: Path, today: dt.date) -> list[str]:
-    """Problems with the ignore file: entries without a statement, or expired, or too far out."""
+@dataclass(frozen=True)
+class IgnoreReview:
+    """What the ignore file's entries mean on a given day: problems fail the scan, warnings
+    announce the entries that will expire soon."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_ignore_file(path: Path, today: dt.date) -> IgnoreReview:
+    """Review the ignore file on `today`: entries without a statement, expired, or too far out
+    are problems; entries expiring within WARN_IGNORE_DAYS are warnings."""
+    review = IgnoreReview()
     if not path.exists():
-        return []
+        return review
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        return [f"{path.name}: not valid YAML: {error}"]
-    problems: list[str] = []
+        review.problems.append(f"{path.name}: not valid YAML: {error}")
+        return review
     latest = today + dt.timedelta(days=MAX_IGNORE_DAYS)
+    renew = (
+        f"to renew it, review the finding and the statement, then set expired_at to a date at "
+        f"most {MAX_IGNORE_DAYS} days ahead (at the latest {latest}); see README, "
+        "'Rotating the ignores'"
+    )
     for section, entries in data.items():
         for index, entry in enumerate(entries or []):
             where = f"{path.name}: {section}[{index}] ({entry.get('id', 'no id')})"
             statement = str(entry.get("statement") or "").strip()
             if len(statement) < 20:
-                problems.append(f"{where}: needs a statement saying why it is acceptable")
+                review.problems.append(f"{where}: needs a statement saying why it is acceptable")
             expiry = entry.get("expired_at")
             if not isinstance(expiry, dt.date):
-                problems.append(f"{where}: needs expired_at: YYYY-MM-DD (at most {latest})")
+                review.problems.append(f"{where}: needs expired_at: YYYY-MM-DD (at most {latest})")
             elif expiry < today:
-                problems.append(
-                    f"{where}: expired on {expiry}; fix the finding or review and renew"
+                review.problems.append(
+                    f"{where}: expired on {expiry}, so the finding is no longer accepted. "
+                    f"Fix the finding, or {renew}."
                 )
             elif expiry > latest:
-                problems.append(
+                review.problems.append(
                     f"{where}: expires {expiry}, more than {MAX_IGNORE_DAYS} days ahead "
                     f"(latest allowed {latest})"
                 )
-    return problems
+            elif (expiry - today).days <= WARN_IGNORE_DAYS:
+                days = (expiry - today).days
+                review.warnings.append(
+                    f"{where}: expires on {expiry}, in {days} day(s); after that the scan fails. "
+                    f"Fix the finding, or {renew}."
+                )
+    return review
 
 
 class Trivy:
@@ -135,33 +174,33 @@ class Trivy:
         self.reports = reports
         self.ignore_file = ignore_file
 
-    def _run(self, args: list[str], report: str) -> dict[str, Any]:
+    def _run(self, args: list[str], report: str, output_format: str = "json") -> Path:
         self.reports.mkdir(parents=True, exist_ok=True)
         output = self.reports / report
-        argv = [str(self.binary), *args, "--quiet", "--format", "json", "--output", str(output)]
+        argv = [str(self.binary), *args, "--quiet", "--format", output_format]
+        argv += ["--output", str(output)]
         if self.ignore_file is not None and self.ignore_file.exists():
             argv += ["--ignorefile", str(self.ignore_file)]
         result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
         if result.returncode != 0:
             raise ScanError(f"trivy {args[0]} failed: {result.stderr.strip()[-2000:]}")
-        return json.loads(output.read_text())  # type: ignore[no-any-return]
+        if not output.is_file():
+            raise ScanError(f"trivy {args[0]} wrote no report to {output}.")
+        return output
+
+    def _json(self, args: list[str], report: str) -> dict[str, Any]:
+        output = self._run(args, report)
+        try:
+            return json.loads(output.read_text())  # type: ignore[no-any-return]
+        except json.JSONDecodeError as error:
+            raise ScanError(f"{output}: Trivy's report is not JSON ({error}).") from error
 
     def secrets(self, root: Path, skip_dirs: tuple[str, ...] = SKIP_DIRS) -> list[Finding]:
-        report = self._run(
+        report = self._json(
             ["fs", "--scanners", "secret", "--skip-dirs", ",".join(skip_dirs), str(root)],
             "secrets.json",
         )
-        return [
-            Finding(
-                s["RuleID"],
-                s["Severity"],
-                r["Target"],
-                f":{s.get('StartLine', '?')}",
-                s["Title"],
-            )
-            for r in report.get("Results", [])
-            for s in r.get("Secrets") or []
-        ]
+        return _secrets(report)
 
     def dockerfiles(self, target: Path) -> list[Finding]:
         return self._config(target, "dockerfile", "dockerfile.json")
@@ -176,142 +215,293 @@ class Trivy:
         # output): scan the real path, and refuse a scan that found nothing to scan at all.
         real = target.resolve()
         argv = ["config", "--skip-check-update", "--misconfig-scanners", scanner]
-        data = self._run([*argv, "--severity", SEVERITIES, str(real)], report)
+        data = self._json([*argv, "--severity", ",".join(SEVERITIES), str(real)], report)
         if not data.get("Results"):
             raise ScanError(
                 f"{target}: Trivy found no Dockerfile or template to scan; "
                 "a scan of nothing must not pass (synthesize first?)."
             )
-        findings = []
-        for result in data.get("Results", []):
-            for item in result.get("Misconfigurations") or []:
-                cause = item.get("CauseMetadata") or {}
-                resource = cause.get("Resource") or ""
-                where = f" ({resource})" if resource and "/" not in resource else ""
-                findings.append(
-                    Finding(
-                        item["ID"],
-                        item["Severity"],
-                        result["Target"],
-                        where,
-                        item["Title"],
-                    )
-                )
-        return findings
+        return _misconfigurations(data)
 
-    def image(self, image: str) -> list[Finding]:
-        data = self._run(
+    def image(
+        self, reference: str, report: str, scanners: tuple[str, ...] = IMAGE_SCANNERS
+    ) -> list[Finding]:
+        """Scan `reference` (`registry/repository@sha256:...`) straight from the registry: no
+        Docker daemon (`--image-src remote`); Trivy signs in to ECR with the AWS credentials of
+        its environment (https://trivy.dev/docs/latest/advanced/private-registries/)."""
+        data = self._json(
             [
                 "image",
+                "--image-src",
+                "remote",
                 "--scanners",
-                "vuln",
-                "--severity",
-                SEVERITIES,
+                ",".join(scanners),
                 "--ignore-unfixed",
-                image,
+                reference,
             ],
-            "image-vulnerabilities.json",
+            report,
         )
-        self._sbom(image)
-        return [
-            Finding(
-                v["VulnerabilityID"],
-                v["Severity"],
-                f"{v['PkgName']} {v.get('InstalledVersion', '')}",
-                f" -> {v.get('FixedVersion', '')}",
-                v.get("Title", ""),
+        return image_findings(data)
+
+    def sbom(self, reference: str, report: str) -> Path:
+        return self._run(["image", "--image-src", "remote", reference], report, "cyclonedx")
+
+
+def _secrets(report: dict[str, Any]) -> list[Finding]:
+    return [
+        Finding(s["RuleID"], s["Severity"], r["Target"], f":{s.get('StartLine', '?')}", s["Title"])
+        for r in report.get("Results") or []
+        for s in r.get("Secrets") or []
+    ]
+
+
+def _misconfigurations(report: dict[str, Any]) -> list[Finding]:
+    findings = []
+    for result in report.get("Results") or []:
+        for item in result.get("Misconfigurations") or []:
+            if item.get("Severity") not in SEVERITIES or item.get("Status", "FAIL") != "FAIL":
+                continue
+            cause = item.get("CauseMetadata") or {}
+            resource = cause.get("Resource") or ""
+            where = f" ({resource})" if resource and "/" not in resource else ""
+            findings.append(
+                Finding(item["ID"], item["Severity"], result["Target"], where, item["Title"])
             )
-            for r in data.get("Results", [])
-            for v in r.get("Vulnerabilities") or []
-        ]
-
-    def _sbom(self, image: str) -> None:
-        output = self.reports / "sbom.cyclonedx.json"
-        argv = [
-            str(self.binary),
-            "image",
-            "--quiet",
-            "--format",
-            "cyclonedx",
-            "--output",
-            str(output),
-            image,
-        ]
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
-        if result.returncode != 0:
-            raise ScanError(f"SBOM generation failed: {result.stderr.strip()[-2000:]}")
+    return findings
 
 
-def docker_asset_directory(cloud_assembly: Path) -> Path:
-    """The directory the pipeline builds the service image from (its Docker image asset)."""
-    for manifest in sorted(cloud_assembly.rglob("*.assets.json")):
-        for asset in json.loads(manifest.read_text()).get("dockerImages", {}).values():
-            return manifest.parent / str(asset["source"]["directory"])
-    raise ScanError(f"{cloud_assembly}: no Docker image asset found; synthesize first.")
+def image_findings(report: dict[str, Any]) -> list[Finding]:
+    """What fails an image: HIGH/CRITICAL vulnerabilities that have a fix, any secret, and
+    HIGH/CRITICAL misconfigurations (from one `trivy image` JSON report)."""
+    vulnerabilities = [
+        Finding(
+            v["VulnerabilityID"],
+            v["Severity"],
+            f"{v['PkgName']} {v.get('InstalledVersion', '')}",
+            f" -> {v['FixedVersion']}",
+            v.get("Title", ""),
+        )
+        for r in report.get("Results") or []
+        for v in r.get("Vulnerabilities") or []
+        if v.get("Severity") in SEVERITIES and v.get("FixedVersion")
+    ]
+    return vulnerabilities + _secrets(report) + _misconfigurations(report)
 
 
-def build_image(directory: Path, tag: str) -> None:
-    docker = shutil.which("docker")
-    if docker is None:
-        raise ScanError("docker is not available; the image scan runs in the pipeline.")
-    subprocess.run(  # noqa: S603 - fixed arguments
-        [docker, "build", "--platform", "linux/amd64", "--tag", tag, str(directory)], check=True
+def record_digest(sbom: Path, reference: str) -> None:
+    """Make sure the SBOM names the exact image it describes (`registry/repository@digest`):
+    Trivy records it as the image's RepoDigest when it reads the image by digest; if it did not,
+    add it as a property of the SBOM's subject."""
+    try:
+        data = json.loads(sbom.read_text())
+    except json.JSONDecodeError as error:
+        raise ScanError(f"{sbom}: the SBOM is not JSON ({error}).") from error
+    if reference in json.dumps(data):
+        return
+    component = data.setdefault("metadata", {}).setdefault("component", {})
+    component.setdefault("properties", []).append(
+        {"name": SBOM_DIGEST_PROPERTY, "value": reference}
     )
+    sbom.write_text(json.dumps(data, indent=2) + "\n")
+
+
+class Registry(Protocol):
+    def digest(self, destination: ImageDestination) -> str:
+        """The digest the destination's tag resolves to in its repository."""
+        ...
+
+
+class EcrRegistry:
+    """Resolves tags in the targets' ECR asset repositories (ecr:DescribeImages across accounts:
+    the scan's role may call it on those repositories, and each repository's policy must let the
+    pipeline account read; see README, 'Security scanning')."""
+
+    def __init__(self, client_for: Callable[[str], Any] | None = None) -> None:
+        self._client_for = client_for or _ecr_client
+        self._clients: dict[str, Any] = {}
+
+    def digest(self, destination: ImageDestination) -> str:
+        from botocore.exceptions import (  # type: ignore[import-untyped]
+            BotoCoreError,
+            ClientError,
+        )
+
+        region = destination.region
+        if region not in self._clients:
+            self._clients[region] = self._client_for(region)
+        where = f"{destination.target}: {destination.reference()}"
+        try:
+            response = self._clients[region].describe_images(
+                registryId=destination.account,
+                repositoryName=destination.repository,
+                imageIds=[{"imageTag": destination.tag}],
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            message = error.response.get("Error", {}).get("Message", "")
+            if code in ("ImageNotFoundException", "RepositoryNotFoundException"):
+                raise ScanError(
+                    f"{where}: not found ({code}). The Assets stage publishes every target's copy "
+                    "before the scan; is the target bootstrapped (make bootstrap) and did "
+                    "publishing succeed?"
+                ) from error
+            if code in ("AccessDeniedException", "AccessDenied"):
+                raise ScanError(
+                    f"{where}: access denied ({message}). The scan's role may read the targets' "
+                    "asset repositories, and the repository's policy in account "
+                    f"{destination.account} must allow the pipeline account to read "
+                    "(README, 'Security scanning')."
+                ) from error
+            raise ScanError(f"{where}: {code or 'error'}: {message}") from error
+        except BotoCoreError as error:
+            raise ScanError(f"{where}: {error}") from error
+        details = response.get("imageDetails") or []
+        if not details or not details[0].get("imageDigest"):
+            raise ScanError(f"{where}: ECR returned no image digest for the tag.")
+        return str(details[0]["imageDigest"])
+
+
+def _ecr_client(region: str) -> Any:
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.client("ecr", region_name=region)
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    asset: ImageAsset
+    digest: str
+    problems: list[str]
+
+    @property
+    def reference(self) -> str:
+        """The scanned image, by digest, in the first target's asset repository."""
+        return self.asset.destinations[0].reference(self.digest)
+
+
+def resolve(asset: ImageAsset, registry: Registry) -> ResolvedImage:
+    """The digest the asset's tag resolves to in the first target's repository, and a problem for
+    every target whose repository holds something else under the same tag."""
+    if not asset.destinations:
+        raise ScanError(f"image asset {asset.asset_hash}: published to no target.")
+    first, *others = asset.destinations
+    digest = registry.digest(first)
+    problems = []
+    for other in others:
+        other_digest = registry.digest(other)
+        if other_digest != digest:
+            problems.append(
+                f"{other.target} would run another image than the one scanned: tag {other.tag} "
+                f"is {other_digest} in {other.reference()} but {digest} in {first.reference()} "
+                f"({first.target}, scanned). Delete the tag in {other.target}'s repository and "
+                "release again, so that publishing pushes the same image everywhere."
+            )
+    return ResolvedImage(asset, digest, problems)
+
+
+@dataclass(frozen=True)
+class ImageScan:
+    """Scan the published images (the pipeline): where to find them and how to resolve tags."""
+
+    registry: Registry
 
 
 def run(
     *,
     trivy: Trivy,
     cloud_assembly: Path,
-    with_image: bool,
     today: dt.date,
+    images: ImageScan | None = None,
     source_root: Path = ROOT,
     dockerfile_dir: Path = DOCKERFILE_DIR,
-    out: Any = print,
+    out: Callable[[str], object] = print,
 ) -> bool:
     """Run every scan; print what each found; True when all pass."""
-    problems = check_ignore_file(trivy.ignore_file, today) if trivy.ignore_file else []
-    for problem in problems:
+    review = check_ignore_file(trivy.ignore_file, today) if trivy.ignore_file else IgnoreReview()
+    for warning in review.warnings:
+        out(f"WARN ignore file: {warning}")
+    for problem in review.problems:
         out(f"FAIL ignore file: {problem}")
+    if not review.problems:
+        out("PASS ignore file: every entry explained and unexpired")
+    ok = not review.problems
+    try:
+        base_problems, base_warnings = pin_base.review(dockerfile_dir / "Dockerfile", today)
+    except pin_base.PinError as error:
+        raise ScanError(str(error)) from error
+    for warning in base_warnings:
+        out(f"WARN base image: {warning}")
+    for problem in base_problems:
+        out(f"FAIL base image: {problem}")
+    if not base_problems:
+        out("PASS base image: pinned by digest, or under an unexpired waiver")
+    ok = ok and not base_problems
     findings: dict[str, list[Finding]] = {
         "secrets in the source tree": trivy.secrets(source_root),
         "Dockerfile misconfigurations (HIGH, CRITICAL)": trivy.dockerfiles(dockerfile_dir),
         "template misconfigurations (HIGH, CRITICAL)": trivy.templates(cloud_assembly),
     }
-    if with_image:
-        tag = "scan-target:latest"
-        build_image(docker_asset_directory(cloud_assembly), tag)
-        findings["image vulnerabilities with a fix (HIGH, CRITICAL)"] = trivy.image(tag)
-    ok = not problems
+    if images is not None:
+        try:
+            assets = image_assets(cloud_assembly)
+        except AssetManifestError as error:
+            raise ScanError(str(error)) from error
+        if not assets:
+            raise ScanError(f"{cloud_assembly}: no container image asset to scan.")
+        for asset in assets:
+            resolved = resolve(asset, images.registry)
+            short = asset.asset_hash[:12]
+            out(f"Image {short}: {resolved.reference}")
+            for destination in asset.destinations:
+                out(f"  {destination.target:<12} {destination.reference()}")
+            name = f"one digest in every target (image {short})"
+            out(f"{'PASS' if not resolved.problems else 'FAIL'} {name}")
+            for problem in resolved.problems:
+                out(f"  {problem}")
+            ok = ok and not resolved.problems
+            label = (
+                f"image {short} by digest: vulnerabilities with a fix, secrets, misconfigurations"
+            )
+            findings[label] = trivy.image(resolved.reference, f"image-{short}.json")
+            sbom = trivy.sbom(resolved.reference, f"sbom-{short}.cyclonedx.json")
+            record_digest(sbom, resolved.reference)
     for name, items in findings.items():
         out(f"{'PASS' if not items else 'FAIL'} {name}: {len(items)} finding(s)")
         for finding in items:
             out(finding.line())
         ok = ok and not items
-    if not with_image:
+    if images is None:
         out(
-            "SKIP image vulnerabilities and SBOM: they need Trivy's vulnerability database "
-            "(network) and a Docker engine, so they run in the pipeline's SecurityScan action."
+            "SKIP the published image (one digest in every target, vulnerabilities, SBOM): it "
+            "exists only once the pipeline has published it, and the vulnerability database "
+            "needs the network, so it is scanned in the pipeline's SecurityScan step."
         )
     out(f"Reports: {trivy.reports}")
     return ok
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    *,
+    today: Callable[[], dt.date] = dt.date.today,
+    registry: Registry | None = None,
+) -> int:
     parser = argparse.ArgumentParser(description="Security scan with the pinned Trivy.")
     parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")
     parser.add_argument("--reports", type=Path, default=ROOT / "build" / "scan")
-    parser.add_argument("--image", action="store_true", help="also build and scan the image")
+    parser.add_argument(
+        "--image", action="store_true", help="also check and scan the published image (pipeline)"
+    )
     args = parser.parse_args(argv)
-    binary = Path(sys.executable).parent / "trivy"
+    trivy_binary = Path(sys.executable).parent / "trivy"
     try:
-        version = verify_trivy(binary)
+        version = verify_trivy(trivy_binary)
         print(f"Trivy {version}, SHA-256 verified against {LOCK.relative_to(ROOT)}.")
         ok = run(
-            trivy=Trivy(binary, args.reports),
+            trivy=Trivy(trivy_binary, args.reports),
             cloud_assembly=args.cdk_out,
-            with_image=args.image,
-            today=dt.date.today(),
+            images=ImageScan(registry or EcrRegistry()) if args.image else None,
+            today=today(),
         )
     except ScanError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -103,6 +103,9 @@ def expand(
         "partition": partition_of(pipeline.region),
         # CodePipeline names the source action after the repository, with '/' replaced.
         "source_action": pipeline.source.repository.replace("/", "_"),
+        # The first pipeline stage after the assets (a target or a wave): the security scan
+        # runs there, before anything deploys.
+        "first_stage": next(w.stage_name for w in plan_waves(list(config.stages)) if w.scan),
     }
     applied: list[AppliedAcknowledgement] = []
     found: dict[str, IConstruct | None] = {}

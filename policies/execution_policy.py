@@ -22,6 +22,12 @@ prefix, only with the project's permissions boundary attached, and the boundary 
 
 from __future__ import annotations
 
+import os
+
+# `--write` synthesizes the examples in this process: as app.py does, CDK's own CloudFormation
+# validation (which cfn-lint repeats in `make test`) is off; it is read when jsii starts.
+os.environ.setdefault("CDK_VALIDATION", "false")
+
 import argparse
 import json
 import sys

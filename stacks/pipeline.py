@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import (
@@ -25,6 +27,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
+from components.image_assets import destinations_in_manifest
 from components.keys import publisher_key
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
@@ -40,8 +43,10 @@ INSTALL_COMMANDS = ["make --version", "python3 --version"]
 
 
 class PipelineStack(Stack):
-    """A CDK Pipelines `CodePipeline` (type V2) that first updates itself, then deploys each
-    configured stage in order, with a manual approval before the stages that ask for one.
+    """A CDK Pipelines `CodePipeline` (type V2) that first updates itself and publishes the
+    assets, then scans the published image (the SecurityScan step, first in the first stage),
+    then deploys each configured stage in order, with a manual approval before the stages that
+    ask for one.
 
     `prepare_stage` is called on each stage before it is added (the compliance acknowledgements).
     `fast_layout=False` builds CDK Pipelines' default layout, for comparison only.
@@ -106,13 +111,24 @@ class PipelineStack(Stack):
             ),
         )
 
+        # Before the first deployment: scan what was published (see _security_scan).
+        self.security_scan, scan_role = _security_scan(
+            self, source=source, synth=synth, access_logs=access_logs
+        )
+
         # Targets deploy in config order; consecutive targets of one `wave` deploy in parallel
         # in one pipeline stage (split where CodePipeline's quotas require: configuration/waves).
         self.stages: list[DeploymentStage] = []
         for wave_plan in plan_waves(list(config.stages)):
-            pre: list[pipelines.Step] = []
+            # The first pipeline stage after the assets scans before it deploys (configuration.
+            # waves counts the action against CodePipeline's quota there).
+            pre: list[pipelines.Step] = [self.security_scan] if wave_plan.scan else []
             if wave_plan.approval:
-                pre.append(pipelines.ManualApprovalStep(f"Approve-{wave_plan.name}"))
+                approval = pipelines.ManualApprovalStep(f"Approve-{wave_plan.name}")
+                if wave_plan.scan:
+                    # Nobody is asked to approve an image that has not passed the scan.
+                    approval.add_step_dependency(self.security_scan)
+                pre.append(approval)
             wave = None if wave_plan.standalone else self.pipeline.add_wave(wave_plan.name, pre=pre)
             for stage_config in wave_plan.stages:
                 stage = DeploymentStage(
@@ -137,11 +153,11 @@ class PipelineStack(Stack):
                 else:
                     wave.add_stage(stage, post=post)
                 self.stages.append(stage)
+        _allow_reading_assets(scan_role, self.stages)
 
         # The construct tree of a CDK Pipeline exists only once it is built; build it here so
         # that the trigger below and the compliance checks can see every construct.
         self.pipeline.build_pipeline()
-        _security_scan(self, self.pipeline, access_logs, fast_layout=fast_layout)
         _notifications(self, self.pipeline.pipeline, config.pipeline.notify_emails)
         _harden_artifact_bucket(self.pipeline.pipeline.artifact_bucket, access_logs)
         # Stages in other regions get a replication bucket in a support stack per region.
@@ -172,26 +188,33 @@ def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
 
 
 TRIVY_CACHE = "/root/.cache/trivy"
+# What the scan may do in each target's asset repository: resolve the asset's tag to a digest and
+# pull that image's manifest and layers. Nothing that writes.
+ECR_READ_ACTIONS = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
 
 
 def _security_scan(
     scope: Construct,
-    pipeline: pipelines.CodePipeline,
-    access_logs: LogBucket,
     *,
-    fast_layout: bool,
-) -> None:
-    """Trivy on the commit being released: secrets in the source, the Dockerfile, the synthesized
-    templates, and the image built from the exact asset directory the pipeline publishes (with a
-    CycloneDX SBOM). Runs `make scan-pipeline`, the same script as `make scan`. Its role reads the
-    pipeline's artifacts and its cache bucket; nothing else.
+    source: pipelines.IFileSetProducer,
+    synth: pipelines.IFileSetProducer,
+    access_logs: LogBucket,
+) -> tuple[pipelines.CodeBuildStep, iam.Role]:
+    """Trivy on what ships, as a CDK Pipelines step that the first stage (or wave) runs before
+    anything else: `make scan-pipeline`, the same script as `make scan` (ops/scan.py).
 
-    The scan needs the source and the synth output, not the published assets, so it runs in the
-    Assets stage, in parallel with publishing: that stage, and so every deployment after it, fails
-    unless the scan passes. (CDK Pipelines cannot place a step in the Assets stage, only before or
-    after a stage or wave, one after another; the action is added to the built pipeline instead.
-    `fast_layout=False` gives it a stage of its own right after Assets, as a CDK Pipelines wave
-    would.)
+    CDK Pipelines publishes every asset in its Assets stage, before the first stage runs, so the
+    step finds the image in every target's asset repository. It resolves the asset's tag to a
+    digest in the first target's repository, checks that the tag resolves to that same digest
+    in every other target's, and has Trivy read the image by digest straight from the registry
+    (no Docker daemon, so no privileged mode): vulnerabilities, secrets and misconfigurations,
+    and a CycloneDX SBOM that names the digest. Then the source, Dockerfile and template scans,
+    and the expiry of the ignores.
+
+    Its role reads the source and synth artifacts, writes its reports, keeps Trivy's database in
+    its own cache bucket, and reads the targets' asset repositories (granted by
+    `_allow_reading_assets` from the stages' asset manifests, once CDK Pipelines has synthesized
+    the stages).
     """
     key = kms.Key(
         scope,
@@ -221,64 +244,66 @@ def _security_scan(
             )
         ],
     )
-    stages = {stage.stage_name: stage for stage in pipeline.pipeline.stages}
-    [source_artifact] = stages["Source"].actions[0].action_properties.outputs or []
-    [cloud_assembly] = stages["Build"].actions[0].action_properties.outputs or []
-    project = codebuild.PipelineProject(
+    role = iam.Role(
         scope,
+        "SecurityScanRole",
+        assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
+        description="The security scan: reads the release and the targets' asset repositories",
+    )
+    # ECR authorization tokens are not tied to a registry or repository: the action supports no
+    # resource-level permissions, so it is granted on "*" ("Amazon ECR requires that users have
+    # permission to make calls to the ecr:GetAuthorizationToken API through an IAM policy";
+    # https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-policy-examples.html and
+    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonelasticcontainerregistry.html).
+    # What the token reaches is decided by the repository permissions below.
+    role.add_to_principal_policy(
+        iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
+    )
+    step = pipelines.CodeBuildStep(
         "SecurityScan",
-        description="Trivy scan of the release: source, Dockerfile, templates and image",
-        environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE, privileged=True),
+        input=source,
+        # CDK Pipelines links the synth output here; ops.scan resolves the link.
+        additional_inputs={"cdk.out": synth},
+        install_commands=INSTALL_COMMANDS,
+        commands=["make scan-pipeline"],
+        primary_output_directory="scan-reports",
+        build_environment=codebuild.BuildEnvironment(build_image=BUILD_IMAGE, privileged=False),
+        env={"TRIVY_CACHE_DIR": TRIVY_CACHE},
         cache=codebuild.Cache.bucket(cache_bucket, prefix="trivy"),
-        environment_variables={
-            "TRIVY_CACHE_DIR": codebuild.BuildEnvironmentVariable(value=TRIVY_CACHE)
-        },
-        build_spec=codebuild.BuildSpec.from_object(
+        role=role,
+        partial_build_spec=codebuild.BuildSpec.from_object(
             {
-                "version": "0.2",
-                "phases": {
-                    "install": {
-                        "runtime-versions": PYTHON_RUNTIME,
-                        "commands": INSTALL_COMMANDS,
-                    },
-                    "build": {
-                        "commands": [
-                            # The synth output arrives as a secondary source; link it where
-                            # `make scan-pipeline` expects it (ops.scan resolves the link).
-                            f'ln -s -- "$CODEBUILD_SRC_DIR_{cloud_assembly.artifact_name}" cdk.out',
-                            "make scan-pipeline",
-                        ]
-                    },
-                },
-                "artifacts": {"base-directory": "scan-reports", "files": ["**/*"]},
+                # Node as in the synth step: the script reads the config package, which loads
+                # aws-cdk-lib (and so jsii) for its region facts.
+                "phases": {"install": {"runtime-versions": {**PYTHON_RUNTIME, "nodejs": "20"}}},
                 "cache": {"paths": [f"{TRIVY_CACHE}/**/*"]},
             }
         ),
     )
-    action = codepipeline_actions.CodeBuildAction(
-        action_name="SecurityScan",
-        project=project,
-        input=source_artifact,
-        extra_inputs=[cloud_assembly],
-        outputs=[codepipeline.Artifact("SecurityScan_Output")],
-        # CDK Pipelines' one role for starting CodeBuild actions, instead of one more per action.
-        role=_codebuild_action_role(pipeline),
-        run_order=1,
-    )
-    if fast_layout:
-        stages["Assets"].add_action(action)
-    else:
-        pipeline.pipeline.add_stage(
-            stage_name="SecurityScan",
-            actions=[action],
-            placement=codepipeline.StagePlacement(just_after=stages["Assets"]),
+    return step, role
+
+
+def _allow_reading_assets(role: iam.Role, stages: list[DeploymentStage]) -> None:
+    """Let the scan's role read (only) the repositories the stages' images are published to, as
+    the stages' own asset manifests name them (the same files the scan reads at run time).
+
+    Reading another account's repository also needs that repository's policy to allow the
+    pipeline account (https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-policies.html);
+    see README, 'Security scanning'."""
+    arns: list[str] = []
+    for stage in stages:
+        # CDK Pipelines synthesized the stage when it was added; this returns that assembly.
+        directory = Path(stage.synth().directory)
+        for manifest in sorted(directory.glob("*.assets.json")):
+            found = destinations_in_manifest(
+                json.loads(manifest.read_text()), stage.stage_name, str(manifest)
+            )
+            for _, destinations in found.values():
+                arns += [d.repository_arn for d in destinations if d.repository_arn not in arns]
+    if arns:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=ECR_READ_ACTIONS, resources=sorted(arns))
         )
-
-
-def _codebuild_action_role(pipeline: pipelines.CodePipeline) -> iam.IRole:
-    role = pipeline.node.find_child("CodeBuildActionRole")
-    assert isinstance(role, iam.Role)
-    return role
 
 
 def _harden_artifact_bucket(bucket: s3.IBucket, access_logs: LogBucket | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from configuration import load_config
-from ops.bench import critical_path, fleet_config
+from ops.bench import critical_path, fleet_config, scan_position
 from ops.diagram import pipeline_template, read_stages
 
 from ..conftest import Synthesized
@@ -17,12 +17,17 @@ def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> 
         "Source": 1,
         "Build": 1,
         "UpdatePipeline": 1,
-        # One publishing action per asset type and the security scan, all in parallel.
-        "Assets": 1,
-        "staging": 2,  # the stage's stack, smoke test
+        "Assets": 1,  # one publishing action per asset type, in parallel
+        "staging": 3,  # the security scan of what was published, the stage's stack, smoke test
         "prod": 3,  # approval, the stage's stack, smoke test with termination protection
     }
-    assert total == 9
+    assert total == 10
+
+
+def test_the_report_says_where_the_scan_sits(default_synth: Synthesized) -> None:
+    stages = read_stages(pipeline_template(default_synth.outdir))
+    assert scan_position(stages) == "staging, step 1 of 3"
+    assert scan_position(stages[:4]) == "not found"
 
 
 def test_fleet_configs_are_valid(tmp_path: Path) -> None:

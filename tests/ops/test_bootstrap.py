@@ -45,10 +45,12 @@ def test_default_plan_prints_exact_bootstrap_commands() -> None:
         f"cdk bootstrap aws://111111111111/eu-west-1 {own} "
         f"--cloudformation-execution-policies {execution('111111111111', 'pipeline-')} "
         "--termination-protection",
-        f"cdk bootstrap aws://222222222222/eu-west-1 {own} --trust 111111111111 "
+        f"cdk bootstrap aws://222222222222/eu-west-1 {own} "
+        "--template build/bootstrap/bootstrap-template.yaml --trust 111111111111 "
         "--trust-for-lookup 111111111111 "
         f"--cloudformation-execution-policies {execution('222222222222')} --termination-protection",
-        f"cdk bootstrap aws://333333333333/eu-west-1 {own} --trust 111111111111 "
+        f"cdk bootstrap aws://333333333333/eu-west-1 {own} "
+        "--template build/bootstrap/bootstrap-template.yaml --trust 111111111111 "
         f"--cloudformation-execution-policies {execution('333333333333')} --termination-protection",
     ]
     assert "AdministratorAccess" not in " ".join(commands)
@@ -118,9 +120,12 @@ def test_dry_run_prints_and_calls_nothing(
     out = capsys.readouterr().out
     assert "dry run" in out
     assert (
-        "cdk bootstrap aws://333333333333/eu-west-1 --qualifier webapp --toolkit-stack-name CDKToolkit-webapp --trust 111111111111"
-        in out
+        "cdk bootstrap aws://333333333333/eu-west-1 --qualifier webapp "
+        "--toolkit-stack-name CDKToolkit-webapp --template " in out
     )
+    assert "--trust 111111111111" in out
+    # The targets' template, written for review and for `cdk bootstrap --template`.
+    assert "TrustedAccountsReadImages" in (tmp_path / "bootstrap-template.yaml").read_text()
 
 
 def test_bad_config_is_refused_cleanly(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from ops.diagram import main, pipeline_template, read_stages, read_trust
 
-from ..conftest import Synthesized
+from ..conftest import ROOT, Synthesized
 
 
 def test_stages_and_actions_come_from_the_pipeline_template(default_synth: Synthesized) -> None:
@@ -22,7 +22,13 @@ def test_stages_and_actions_come_from_the_pipeline_template(default_synth: Synth
         "staging",
         "prod",
     ]
-    assert "SecurityScan" in [a.name for a in stages[3].actions]
+    # The scan leads the first stage after publishing, alone, before its deploys.
+    assert "SecurityScan" not in [a.name for a in stages[3].actions]
+    staging = stages[4]
+    assert [(a.name, a.run_order) for a in staging.actions][:2] == [
+        ("SecurityScan", 1),
+        ("webapp-staging-service", 2),
+    ]
     prod = stages[-1]
     assert [a.name for a in prod.actions][:2] == ["Approve-prod", "webapp-prod-service"]
     assert prod.actions[1].detail == "CloudFormation in 333333333333"
@@ -55,6 +61,17 @@ def test_writes_two_valid_svg_files(
         ET.fromstring(text)  # well-formed
         for word in words:
             assert word in text
+
+
+def test_committed_pictures_are_what_the_generator_draws(
+    default_synth: Synthesized, tmp_path: Path
+) -> None:
+    # `make diagram` redraws docs/ from cdk.out; the committed pictures must not drift from it.
+    assert main(["--cdk-out", str(default_synth.outdir), "--out", str(tmp_path)]) == 0
+    for name in ("pipeline.svg", "trust.svg"):
+        assert (tmp_path / name).read_text() == (ROOT / "docs" / name).read_text(), (
+            f"docs/{name} is stale: run `make diagram` and commit it"
+        )
 
 
 def test_missing_cloud_assembly_is_reported(

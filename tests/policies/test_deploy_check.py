@@ -67,7 +67,7 @@ def test_an_execution_policy_without_the_asset_read_fails(
     report = check(default_synth.config, default_stacks, planted)
     denied = {(c.stack, c.action, c.resource.split("/")[0]) for c, _, _ in report.denials}
     assert (
-        "webapp-staging-network",
+        "webapp-staging-service",
         "s3:GetObject",
         "arn:aws:s3:::cdk-webapp-assets-222222222222-eu-west-1",
     ) in denied
@@ -223,7 +223,7 @@ def test_the_command_line_names_each_denial_and_exits_non_zero(
     err = capsys.readouterr().err
     assert code == 1
     assert (
-        "webapp-staging-network" in err and "s3:GetObject on arn:aws:s3:::cdk-webapp-assets-" in err
+        "webapp-staging-service" in err and "s3:GetObject on arn:aws:s3:::cdk-webapp-assets-" in err
     )
     assert "run `make policies`" in err
 

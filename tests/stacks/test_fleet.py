@@ -23,6 +23,9 @@ def test_thirty_targets_synthesize_within_codepipeline_quotas(
     assert all(len(stage["Actions"]) <= MAX_ACTIONS_PER_STAGE for stage in stages)
     names = [stage["Name"] for stage in stages]
     assert names[-3:] == ["t00", "wave-a", "wave-b"]
+    # The security scan leads the first stage after the assets, before its target deploys.
+    first = {a["Name"]: a["RunOrder"] for a in stages[-3]["Actions"]}
+    assert first["SecurityScan"] < first["fleet-t00-service.Deploy"]
     wave_a = stages[-2]["Actions"]
     approvals = [a for a in wave_a if a["ActionTypeId"]["Category"] == "Approval"]
     assert len(approvals) == 1 and approvals[0]["RunOrder"] == 1

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aws_cdk import pipelines
 from aws_cdk.assertions import Match, Template
 
 from policies.execution_policy import actions_of
@@ -196,19 +197,45 @@ def _actions(template: Template, stage: str) -> list[dict[str, Any]]:
     return list(stages[stage]["Actions"])
 
 
-def test_security_scan_gates_the_first_deployment(template: Template) -> None:
+def test_security_scan_is_a_cdk_pipelines_step_of_the_first_stage(
+    default_synth: Synthesized,
+) -> None:
+    # Defined through CDK Pipelines (a `pre` step of the first stage), not added to the built
+    # pipeline afterwards.
+    stack = default_synth.stack
+    assert isinstance(stack.security_scan, pipelines.CodeBuildStep)
+
+    def pre(wave: pipelines.Wave) -> list[str]:
+        # A wave's own `pre`, and (for a stage added on its own) the stage deployment's.
+        return [step.id for step in [*wave.pre, *(s for d in wave.stages for s in d.pre)]]
+
+    first, *later = stack.pipeline.waves
+    assert first.id == "staging"
+    assert pre(first) == ["SecurityScan"]
+    assert all("SecurityScan" not in pre(wave) for wave in later)
+
+
+def test_security_scan_runs_after_publishing_and_before_the_first_deploy(
+    template: Template,
+) -> None:
     names = _stage_names(_pipeline(template))
-    # In the Assets stage, in parallel with publishing: that stage fails, and no stage after it
-    # runs, unless the scan passes.
-    assert names.index("Assets") < names.index("staging")
-    [scan] = [a for a in _actions(template, "Assets") if a["Name"] == "SecurityScan"]
-    assert scan["RunOrder"] == 1
+    # CDK Pipelines publishes every asset, to every target, in the Assets stage; the next stage
+    # starts only once it has succeeded.
+    assert names.index("Assets") + 1 == names.index("staging")
+    assert {a["Name"] for a in _actions(template, "Assets")} == {"DockerAssets", "FileAssets"}
+    staging = _actions(template, "staging")
+    [scan] = [a for a in staging if a["Name"] == "SecurityScan"]
+    deploys = [a["RunOrder"] for a in staging if a["ActionTypeId"]["Category"] == "Deploy"]
+    assert scan["RunOrder"] == 1 < min(deploys)
+    # The only action before the deploys, so the critical path grows by exactly one action.
+    assert [a["Name"] for a in staging if a["RunOrder"] < min(deploys)] == ["SecurityScan"]
     assert scan["ActionTypeId"]["Provider"] == "CodeBuild"
     assert [a["Name"] for a in scan["InputArtifacts"]] == [
         "example_org_webapp_delivery_Source",
         "Synth_Output",
     ]
     assert [a["Name"] for a in scan["OutputArtifacts"]] == ["SecurityScan_Output"]
+    assert not [a for a in _actions(template, "prod") if a["Name"] == "SecurityScan"]
 
 
 def _scan_project(template: Template) -> dict[str, Any]:
@@ -218,43 +245,108 @@ def _scan_project(template: Template) -> dict[str, Any]:
     raise AssertionError("no security scan project")
 
 
-def test_security_scan_runs_the_shared_script_keeps_reports_and_caches_the_database(
+def test_security_scan_reads_the_published_image_by_digest_without_a_docker_daemon(
     template: Template,
 ) -> None:
     project = _scan_project(template)
     spec = json.loads(project["Properties"]["Source"]["BuildSpec"])
-    # The synth output is the action's second input: CodeBuild mounts it as a secondary source
-    # named after the artifact, which the spec links to where the Makefile expects cdk.out.
-    assert spec["phases"]["build"]["commands"] == [
-        'ln -s -- "$CODEBUILD_SRC_DIR_Synth_Output" cdk.out',
-        "make scan-pipeline",
-    ]
+    # CDK Pipelines links the synth output (the asset manifests, the templates) to cdk.out.
+    assert 'ln -s -- "$CODEBUILD_SRC_DIR_Synth_Output" "cdk.out"' in " ".join(
+        spec["phases"]["install"]["commands"]
+    )
+    assert spec["phases"]["build"]["commands"] == ["make scan-pipeline"]
     assert spec["artifacts"]["base-directory"] == "scan-reports"
     assert spec["cache"]["paths"] == ["/root/.cache/trivy/**/*"]
-    assert project["Properties"]["Environment"]["PrivilegedMode"] is True
+    environment = project["Properties"]["Environment"]
+    assert environment["PrivilegedMode"] is False
+    assert {"Name": "TRIVY_CACHE_DIR", "Type": "PLAINTEXT", "Value": "/root/.cache/trivy"} in (
+        environment["EnvironmentVariables"]
+    )
     assert project["Properties"]["Cache"]["Type"] == "S3"
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("scan-pipeline:", 1)[1].split("\n\n", 1)[0]
-    # The recipe verifies the pinned binary (ops.scan) and builds and scans the image with an SBOM.
+    # The recipe verifies the pinned binary (ops.scan), then checks and scans the published
+    # image by digest (--image) besides the offline scans, and writes the reports and SBOM.
     assert "-m ops.scan --image" in recipe and "--reports scan-reports" in recipe
+    scan_source = (ROOT / "ops" / "scan.py").read_text()
+    assert '"--image-src",\n                "remote"' in scan_source
 
 
-def test_security_scan_role_reads_what_it_scans_and_nothing_else(template: Template) -> None:
+def _scan_statements(template: Template) -> list[dict[str, Any]]:
     project = _scan_project(template)
     role_id = project["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
-    policies = [
-        p
-        for p in template.find_resources("AWS::IAM::Policy").values()
-        if {"Ref": role_id} in p["Properties"]["Roles"]
-    ]
-    actions = {
-        action
-        for policy in policies
+    return [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        for action in actions_of(statement)
+    ]
+
+
+def _repository(account: str, region: str, qualifier: str = "webapp") -> str:
+    return (
+        f"arn:aws:ecr:{region}:{account}:repository/"
+        f"cdk-{qualifier}-container-assets-{account}-{region}"
+    )
+
+
+def _ecr_grants(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = {}
+    for statement in statements:
+        resources = statement["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        for action in actions_of(statement):
+            if action.startswith("ecr:"):
+                grants.setdefault(action, set()).update(resources)
+    return grants
+
+
+def test_security_scan_may_read_only_the_targets_asset_repositories(template: Template) -> None:
+    statements = _scan_statements(template)
+    services = {action.split(":")[0] for s in statements for action in actions_of(s)}
+    assert services <= {"s3", "kms", "logs", "codebuild", "ecr"}, services
+    repositories = {
+        _repository("222222222222", "eu-west-1"),
+        _repository("333333333333", "eu-west-1"),
     }
-    services = {action.split(":")[0] for action in actions}
-    assert services <= {"s3", "kms", "logs", "codebuild"}, services
+    assert _ecr_grants(statements) == {
+        # No resource-level permissions exist for this action (AWS docs, cited in the stack).
+        "ecr:GetAuthorizationToken": {"*"},
+        "ecr:BatchGetImage": repositories,
+        "ecr:DescribeImages": repositories,
+        "ecr:GetDownloadUrlForLayer": repositories,
+    }
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements)
+
+
+def test_in_a_fleet_the_scan_leads_the_first_wave_and_reads_every_targets_repository(
+    synth: Callable[..., Synthesized],
+) -> None:
+    result = synth(FIXTURES / "five-stages.toml", suffix="-blue")
+    template = Template.from_stack(result.stack)
+    names = _stage_names(_pipeline(template))
+    assert names[names.index("Assets") + 1] == "dev"
+    [scan] = [a for a in _actions(template, "dev") if a["Name"] == "SecurityScan"]
+    assert scan["RunOrder"] == 1
+    accounts = ["444444444444", "555555555555", "222222222222", "666666666666", "333333333333"]
+    repositories = {_repository(account, "eu-central-1", "fleet") for account in accounts}
+    assert _ecr_grants(_scan_statements(template))["ecr:BatchGetImage"] == repositories
+
+
+def test_an_approval_in_the_first_stage_waits_for_the_scan(
+    synth: Callable[..., Synthesized], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    config = tmp_path_factory.mktemp("approve-first") / "approve-first.toml"
+    text = (ROOT / "config" / "default.toml").read_text()
+    first = text.index("[[stages]]")
+    config.write_text(text[:first] + text[first:].replace("approval = false", "approval = true", 1))
+    template = Template.from_stack(synth(config).stack)
+    staging = {a["Name"]: a["RunOrder"] for a in _actions(template, "staging")}
+    assert (
+        staging["SecurityScan"]
+        < staging["Approve-staging"]
+        < staging["webapp-staging-service.Deploy"]
+    )
 
 
 def test_production_stacks_get_termination_protection_after_deploy(template: Template) -> None:
