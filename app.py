@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aws_cdk as cdk
 
-from configuration import ConfigError, DeploymentConfig, load_config
+from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.toolchain import ROOT, cdk_cli_version
 from policies.compliance import Acknowledgement, Compliance, ValidationReport
 from stacks.pipeline import PipelineStack
@@ -37,7 +37,7 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
     config_arg = str(app.node.try_get_context("config") or DEFAULT_CONFIG)
     suffix_arg = str(app.node.try_get_context("suffix") or "")
     try:
-        config_path = _repository_path(config_arg)
+        config_path = repository_config(config_arg)
         suffix = _suffix(suffix_arg)
         config = load_config(ROOT / config_path)
         _, compliance = build(app, config, config_path=config_path, suffix=suffix)
@@ -123,19 +123,6 @@ def _remove_if_empty(outdir: Path) -> None:
     """cdk.App creates its output directory up front; leave nothing behind for a refused config."""
     if outdir.is_dir() and not any(outdir.iterdir()):
         outdir.rmdir()
-
-
-def _repository_path(value: str) -> str:
-    """The config's path relative to the repository: the pipeline re-synthesizes from a clone."""
-    path = Path(value)
-    resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()
-    try:
-        return resolved.relative_to(ROOT).as_posix()
-    except ValueError:
-        raise ConfigError(
-            f"{value}: the config file must be inside the repository ({ROOT}), because the "
-            "pipeline synthesizes again from a clone of the repository; move it under config/."
-        ) from None
 
 
 def _suffix(value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 import types
 import typing
@@ -11,10 +12,41 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from configuration.model import DeploymentConfig
+from configuration.toolchain import ROOT
 
 
 class ConfigError(Exception):
     """A config that cannot be used. `str()` is the paragraph shown to the user."""
+
+
+def repository_config(value: str, root: Path = ROOT) -> str:
+    """The config's path relative to the repository, or ConfigError: the pipeline synthesizes
+    again from a clone of the repository, where nothing outside it (or behind a link leading
+    out of it) exists."""
+    if not value.strip():
+        raise ConfigError(
+            "CONFIG is empty: expected the path of a deployment config inside the repository, "
+            "such as CONFIG=config/default.toml (or leave CONFIG out for that default)."
+        )
+    path = Path(value)
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    resolved = absolute.resolve()
+    try:
+        return resolved.relative_to(root).as_posix()
+    except ValueError:
+        pass
+    try:
+        Path(os.path.normpath(absolute)).relative_to(root)
+    except ValueError:
+        raise ConfigError(
+            f"{value}: the config file must be inside the repository ({root}), because the "
+            "pipeline synthesizes again from a clone of the repository; move it under config/."
+        ) from None
+    raise ConfigError(
+        f"{value}: a symbolic link to {resolved}, which is outside the repository ({root}); "
+        "the pipeline synthesizes again from a clone of the repository, where the link leads "
+        "nowhere: copy the file under config/ instead of linking to it."
+    )
 
 
 def load_config(path: Path) -> DeploymentConfig:

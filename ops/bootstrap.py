@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from configuration import ConfigError, DeploymentConfig, load_config
+from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
 from policies.execution_policy import (
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apply", action="store_true", help="carry out the plan")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(ROOT / repository_config(str(args.config)))
         result = plan(config)
         write_policy_files(result, BUILD_DIR)
         print(describe(result, BUILD_DIR))

@@ -73,6 +73,21 @@ def test_config_outside_the_repository_is_refused(
     assert "must be inside the repository" in line
 
 
+def test_link_inside_the_repository_to_a_file_outside_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "elsewhere.toml"
+    outside.write_text(DEFAULT_CONFIG.read_text())
+    link = ROOT / "config" / ".link-test.toml"
+    link.symlink_to(outside)
+    try:
+        line = _refusal(tmp_path, {"config": "config/.link-test.toml"}, capsys)
+    finally:
+        link.unlink()
+    assert f"config/.link-test.toml: a symbolic link to {outside}, which is outside" in line
+    assert "copy the file under config/" in line
+
+
 def test_bad_suffix_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _refusal(tmp_path, {"suffix": "Not OK"}, capsys)
     assert "context 'suffix' = 'Not OK'" in line

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from configuration import ConfigError, load_config
+from configuration import ConfigError, load_config, repository_config
 
 from ..conftest import DEFAULT_CONFIG, FIXTURES
 
@@ -642,3 +642,14 @@ def test_non_production_stages_may_share_an_account_and_a_wave(tmp_path: Path) -
         ("staging", "222222222222", "pre"),
         ("qa", "222222222222", "pre"),
     ]
+
+
+def test_an_empty_config_path_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^CONFIG is empty: expected the path of a deployment"):
+        repository_config(" ")
+
+
+def test_a_config_path_is_made_relative_to_the_repository(tmp_path: Path) -> None:
+    assert repository_config(str(DEFAULT_CONFIG)) == "config/default.toml"
+    (tmp_path / "config").mkdir()
+    assert repository_config(str(tmp_path / "config" / "x.toml"), root=tmp_path) == "config/x.toml"

@@ -94,6 +94,15 @@ def test_bad_config_is_refused_cleanly(capsys: pytest.CaptureFixture[str]) -> No
     assert "config file not found" in capsys.readouterr().err
 
 
+def test_config_outside_the_repository_is_refused_as_synth_refuses_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    outside = tmp_path / "mine.toml"
+    outside.write_text(DEFAULT_CONFIG.read_text())
+    assert main([str(outside)]) == 2
+    assert "must be inside the repository" in capsys.readouterr().err
+
+
 @pytest.fixture
 def aws() -> Iterator[Any]:
     with mock_aws():
