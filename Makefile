@@ -8,7 +8,6 @@ PYTHON ?= python3
 VENV := .venv
 CONFIG ?= config/default.toml
 SUFFIX ?=
-CDK_CONTEXT := -c config=$(CONFIG) $(if $(SUFFIX),-c suffix=$(SUFFIX))
 
 # The pinned Node LTS from node_modules comes first, so jsii runs on a supported Node.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
@@ -40,14 +39,7 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); SUFFIX=name optional
-	@rm -rf .cdk.out.partial
-	@$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) --output .cdk.out.partial \
-	  || { test ! -f .cdk.out.partial/validation-report.json \
-	         || mv .cdk.out.partial/validation-report.json validation-report.json; \
-	       rm -rf .cdk.out.partial; \
-	       echo "make synth failed; cdk.out/ was left as it was." >&2; exit 1; }
-	@rm -rf cdk.out && mv .cdk.out.partial cdk.out
-	@echo "Synthesized cdk.out/ from $(CONFIG)$(if $(SUFFIX), with suffix $(SUFFIX))."
+	@$(VENV)/bin/python -m ops.synth --config "$(CONFIG)" --suffix "$(SUFFIX)"
 
 test: setup lint ## Lint, then run the test suite (templates, compliance, config, the service)
 	$(VENV)/bin/python -m pytest
@@ -59,7 +51,7 @@ scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan action: everything, inc
 	$(VENV)/bin/python -m ops.scan --image --cdk-out cdk.out --reports scan-reports
 
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
-	$(VENV)/bin/python -m ops.bootstrap $(CONFIG) $(if $(APPLY),--apply)
+	$(VENV)/bin/python -m ops.bootstrap "$(CONFIG)" $(if $(APPLY),--apply)
 
 bench: setup ## Measure synth times, the critical path, release durations, the test suite (build/bench/)
 	$(VENV)/bin/python -m ops.bench
@@ -68,7 +60,7 @@ diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
 	$(VENV)/bin/python -m ops.diagram
 
 doctor: synth ## Preflight the real accounts of CONFIG: credentials, bootstrap, trust, connection, certificates
-	$(VENV)/bin/python -m ops.doctor $(CONFIG)
+	$(VENV)/bin/python -m ops.doctor "$(CONFIG)"
 
 deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile); refuses if doctor fails
 	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile $(PROFILE)) \
@@ -90,4 +82,4 @@ lock: ## Re-resolve requirements*.txt (with hashes) from requirements*.in
 	rm -rf .lock-venv
 
 clean: ## Remove build output (keeps .venv and node_modules)
-	rm -rf cdk.out .cdk.out.partial build validation-report.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .cdk.out.partial .cdk.out.old build validation-report.json .pytest_cache .mypy_cache .ruff_cache

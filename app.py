@@ -15,6 +15,16 @@ import os
 # synth. It reads this variable when the jsii kernel starts, so it is set before aws_cdk loads.
 os.environ.setdefault("CDK_VALIDATION", "false")
 
+if __name__ == "__main__":
+    import signal
+
+    # Ctrl-C (or the CDK CLI going away) ends the app quietly, as it ends any other command: a
+    # KeyboardInterrupt or BrokenPipeError traceback from inside an import or jsii tells nobody
+    # anything. Set before the slow imports, which an early Ctrl-C interrupts.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -24,7 +34,7 @@ import aws_cdk as cdk
 
 from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.toolchain import ROOT, cdk_cli_version
-from policies.compliance import Acknowledgement, Compliance, ValidationReport
+from policies.compliance import Acknowledgement, Compliance, Finding, ValidationReport
 from stacks.pipeline import PipelineStack
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -50,7 +60,7 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         "error: compliance checks failed ({plugins}): remediate each finding listed above or, "
         "where that is impossible, acknowledge it in policies/acknowledgements.toml with a "
         "reason (README, Security). The full report is validation-report.json in the output "
-        "directory."
+        "directory (`make synth` keeps it as validation-report.json in the repository root)."
     )
     try:
         assembly = app.synth()
@@ -61,13 +71,57 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         return 1
     written = Path(assembly.directory)
     report = ValidationReport.read(written)
+    errors = [f for f in report.findings if f.plugin == ANNOTATIONS]
+    if errors:
+        # Errors the constructs reported (a failed context lookup, say) are not compliance
+        # findings: acknowledging them is never the answer.
+        for found in errors:
+            print(f"ERROR {found.description}\n   {found.construct_path}\n", file=sys.stderr)
+        print(_construct_errors(config, config_path, errors), file=sys.stderr)
+        return 1
     if report.failed_plugins:
         print(report.describe_failures() + "\n", file=sys.stderr)
         print(failure.format(plugins=", ".join(report.failed_plugins)), file=sys.stderr)
         return 1
     compliance.write_report(written)
-    print(compliance.summary(), file=sys.stderr)
+    if not _missing_context(written):
+        # With context missing, the CLI looks it up and runs the app again: the summary of
+        # that second run is the one that counts.
+        print(compliance.summary(), file=sys.stderr)
     return 0
+
+
+ANNOTATIONS = "Construct Annotations"
+
+
+def _missing_context(outdir: Path) -> bool:
+    manifest = outdir / "manifest.json"
+    return manifest.is_file() and bool(json.loads(manifest.read_text()).get("missing"))
+
+
+def _construct_errors(config: DeploymentConfig, config_path: str, errors: list[Finding]) -> str:
+    lookups = [f for f in errors if "Need to perform AWS calls" in f.description]
+    if not lookups:
+        return (
+            "error: synthesis failed with the construct errors listed above; they are not "
+            "compliance findings (do not acknowledge them): fix the config or the code."
+        )
+    names = {f.construct_path.split("/")[1] for f in lookups if f.construct_path.count("/") >= 1}
+    stages = [stage for stage in config.stages if stage.name in names]
+    what = "; ".join(
+        f"stage '{stage.name}' looks up network.vpc_id = '{stage.network.vpc_id}' in account "
+        f"{stage.account} ({stage.region})"
+        for stage in stages
+        if stage.network.vpc_id
+    )
+    return (
+        f"error: {config_path}: {what or 'a context lookup needs AWS'}, and cdk.context.json "
+        "holds no result for it; a lookup needs AWS credentials that can assume the account's "
+        "CDK lookup role, and none were found. Run `make synth CONFIG="
+        f"{config_path}` once with such credentials (for example AWS_PROFILE=<profile of the "
+        "pipeline account>), then commit cdk.context.json so that the pipeline and everyone "
+        "else synthesize offline (README, Using what exists)."
+    )
 
 
 def build(

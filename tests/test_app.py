@@ -91,3 +91,49 @@ def test_link_inside_the_repository_to_a_file_outside_is_named_as_such(
 def test_bad_suffix_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _refusal(tmp_path, {"suffix": "Not OK"}, capsys)
     assert "context 'suffix' = 'Not OK'" in line
+
+
+def test_a_vpc_lookup_without_credentials_says_what_to_do_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """Through the real CLI, as `make synth` runs it: the lookup fails for want of credentials."""
+    config = ROOT / "tests" / "fixtures" / ".vpc-lookup.toml"
+    config.write_text(
+        DEFAULT_CONFIG.read_text()
+        .replace("nat_gateways = 3", 'nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"')
+        .replace(
+            "max_p99_latency_ms = 1000",
+            'max_p99_latency_ms = 1000\ntest_cidrs = ["203.0.113.1/32"]',
+        )
+    )
+    assert not (ROOT / "cdk.context.json").exists()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env |= {
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ops.synth", "--config", str(config.relative_to(ROOT))],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        config.unlink()
+        (ROOT / "validation-report.json").unlink(missing_ok=True)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert (
+        "stage 'prod' looks up network.vpc_id = 'vpc-0123456789abcdef0' in account 333333333333"
+        in errors[0]
+    )
+    assert "then commit cdk.context.json" in errors[0]
+    assert "acknowledge" not in result.stderr.lower()
+    assert not (ROOT / "cdk.context.json").exists(), "no empty cdk.context.json is left behind"
+    assert not (ROOT / ".cdk.out.partial").exists()
