@@ -24,6 +24,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
+import datetime as dt
 import json
 import re
 import sys
@@ -34,6 +35,7 @@ import aws_cdk as cdk
 
 from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.toolchain import ROOT, cdk_cli_version
+from ops import waivers
 from policies.compliance import Acknowledgement, Compliance, Finding, ValidationReport
 from stacks.pipeline import PipelineStack
 
@@ -50,6 +52,9 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         config_path = repository_config(config_arg)
         suffix = _suffix(suffix_arg)
         config = load_config(ROOT / config_path)
+        expired = waivers.problems(config, config_path, dt.date.today())
+        if expired:
+            raise ConfigError("; ".join(expired) + ".")
         _, compliance = build(app, config, config_path=config_path, suffix=suffix)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -84,6 +89,7 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         print(failure.format(plugins=", ".join(report.failed_plugins)), file=sys.stderr)
         return 1
     compliance.write_report(written)
+    waivers.write(config, config_path, written)
     if not _missing_context(written):
         # With context missing, the CLI looks it up and runs the app again: the summary of
         # that second run is the one that counts.

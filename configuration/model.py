@@ -7,6 +7,7 @@ value is refused before a single construct is built.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import math
 import re
@@ -357,6 +358,9 @@ class ServiceConfig(_Model):
     plain_http_reason: Annotated[str, StringConstraints(min_length=20, max_length=500)] | None = (
         None
     )
+    # The scan's waiver of its plain-HTTP finding ends here (ops/waivers.py): at most 90 days
+    # ahead, checked at synth, as .trivyignore.yaml entries are checked by the scan.
+    plain_http_expires: dt.date | None = None
     environment: dict[
         Annotated[
             str,
@@ -409,6 +413,22 @@ class ServiceConfig(_Model):
                 "tests verify TLS against it",
                 field="domain_name",
                 value=None,
+            )
+        if self.plain_http_reason is not None and self.plain_http_expires is None:
+            raise _fail(
+                "plain_http_expires",
+                "plain_http_reason waives the security scan's plain-HTTP finding (AWS-0054) "
+                "for this stage and needs an end: expected plain_http_expires = YYYY-MM-DD "
+                "(a TOML date, not in quotes), at most 90 days ahead",
+                field="plain_http_expires",
+                value=None,
+            )
+        if self.plain_http_expires is not None and self.plain_http_reason is None:
+            raise _fail(
+                "plain_http_expires",
+                "an end date without a waiver: plain_http_expires goes with plain_http_reason",
+                field="plain_http_expires",
+                value=self.plain_http_expires.isoformat(),
             )
         if self.certificate_arn is not None and self.plain_http_reason is not None:
             raise _fail(

@@ -21,6 +21,7 @@ test: it reports targets as met or missed and always exits 0 unless it could not
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -138,6 +139,7 @@ cidr = "10.{index}.0.0/16"
 
 [stages.service]
 plain_http_reason = "A benchmark target, never deployed: it only measures synthesis."
+plain_http_expires = {dt.date.today() + dt.timedelta(days=30)}
 """
             + ("\n[stages.release]\nbake_minutes = 10\n" if production else "")
         )

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from configuration.toolchain import ROOT
+from ops.waivers import merged_ignore_file
 
 LOCK = ROOT / "policies" / "trivy.lock.json"
 IGNORE_FILE = ROOT / ".trivyignore.yaml"
@@ -182,22 +184,15 @@ class Trivy:
                 f"{target}: Trivy found no Dockerfile or template to scan; "
                 "a scan of nothing must not pass (synthesize first?)."
             )
-        findings = []
+        findings: dict[Finding, None] = {}  # each finding once, in Trivy's order
         for result in data.get("Results", []):
             for item in result.get("Misconfigurations") or []:
-                cause = item.get("CauseMetadata") or {}
-                resource = cause.get("Resource") or ""
-                where = f" ({resource})" if resource and "/" not in resource else ""
-                findings.append(
-                    Finding(
-                        item["ID"],
-                        item["Severity"],
-                        result["Target"],
-                        where,
-                        item["Title"],
-                    )
+                where = _resource(item.get("CauseMetadata") or {})
+                finding = Finding(
+                    item["ID"], item["Severity"], result["Target"], where, item["Title"]
                 )
-        return findings
+                findings[finding] = None
+        return list(findings)
 
     def image(self, image: str) -> list[Finding]:
         data = self._run(
@@ -240,6 +235,22 @@ class Trivy:
         result = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
         if result.returncode != 0:
             raise ScanError(f"SBOM generation failed: {result.stderr.strip()[-2000:]}")
+
+
+def _resource(cause: dict[str, Any]) -> str:
+    """Where a misconfiguration is: for a template, the resource's logical id and its line (Trivy
+    names the resource by file and lines only, so two listeners of one template would otherwise
+    print as the same finding twice); for a Dockerfile, the instruction's line."""
+    resource = str(cause.get("Resource") or "")
+    line = cause.get("StartLine")
+    if resource and "/" not in resource:
+        return f" ({resource})"
+    for code in (cause.get("Code") or {}).get("Lines") or []:
+        if code.get("FirstCause"):
+            match = re.match(r'\s*"([A-Za-z0-9]+)"\s*:', str(code.get("Content", "")))
+            if match:
+                return f" ({match[1]}, line {line})"
+    return f":{line}" if line else ""
 
 
 def docker_asset_directory(cloud_assembly: Path) -> Path:
@@ -307,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         version = verify_trivy(binary)
         print(f"Trivy {version}, SHA-256 verified against {LOCK.relative_to(ROOT)}.")
+        # The config's own waivers (plain_http_reason), recorded by synth (ops/waivers.py).
+        ignore = merged_ignore_file(IGNORE_FILE, args.cdk_out, args.reports)
         ok = run(
-            trivy=Trivy(binary, args.reports),
+            trivy=Trivy(binary, args.reports, ignore),
             cloud_assembly=args.cdk_out,
             with_image=args.image,
             today=dt.date.today(),

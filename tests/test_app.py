@@ -88,6 +88,28 @@ def test_link_inside_the_repository_to_a_file_outside_is_named_as_such(
     assert "copy the file under config/" in line
 
 
+def test_an_expired_plain_http_waiver_is_refused_at_synth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = ROOT / "tests" / "fixtures" / ".expired.toml"
+    path.write_text(
+        DEFAULT_CONFIG.read_text().replace(
+            '\ncertificate_arn = "arn:aws:acm:eu-west-1:222222222222',
+            '\nplain_http_reason = "Reached only by the team through the load balancer name."'
+            "\nplain_http_expires = 2020-01-01"
+            '\n# certificate_arn = "arn:aws:acm:eu-west-1:222222222222',
+        )
+    )
+    try:
+        line = _refusal(tmp_path, {"config": "tests/fixtures/.expired.toml"}, capsys)
+    finally:
+        path.unlink()
+    assert line.startswith(
+        "error: tests/fixtures/.expired.toml: stages[0].service.plain_http_expires = 2020-01-01: "
+        "the stage's plain-HTTP waiver (plain_http_reason) expired"
+    )
+
+
 def test_bad_suffix_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _refusal(tmp_path, {"suffix": "Not OK"}, capsys)
     assert "context 'suffix' = 'Not OK'" in line

@@ -356,6 +356,29 @@ BAD_VALUES = [
         "at least 20",
     ),
     (
+        "plain HTTP without an end to its waiver",
+        '\ncertificate_arn = "arn:aws:acm:',
+        '\nplain_http_reason = "Reached only by the team through the load balancer name."'
+        '\n# certificate_arn = "arn:aws:acm:',
+        "stages[0].service.plain_http_expires",
+        "needs an end: expected plain_http_expires = YYYY-MM-DD",
+    ),
+    (
+        "an end without a plain HTTP waiver",
+        'domain_name = "webapp.example.com"',
+        'domain_name = "webapp.example.com"\nplain_http_expires = 2027-01-01',
+        "stages[1].service.plain_http_expires = '2027-01-01'",
+        "goes with plain_http_reason",
+    ),
+    (
+        "an end given as text",
+        '\ncertificate_arn = "arn:aws:acm:',
+        '\nplain_http_reason = "Reached only by the team through the load balancer name."'
+        '\nplain_http_expires = "2027-01-01"\n# certificate_arn = "arn:aws:acm:',
+        "stages[0].service.plain_http_expires",
+        "date",
+    ),
+    (
         "certificate without its domain",
         '\ndomain_name = "webapp.example.com"',
         "\n",
