@@ -59,11 +59,11 @@ bench: setup ## Measure synth times, the critical path, release durations, the t
 diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
 	$(VENV)/bin/python -m ops.diagram
 
-doctor: synth ## Preflight the real accounts of CONFIG: credentials, bootstrap, trust, connection, certificates
-	$(VENV)/bin/python -m ops.doctor "$(CONFIG)"
+doctor: synth ## Preflight the real accounts of CONFIG (PROFILE= for the pipeline account): credentials, zones, bootstrap, trust, connection, certificates
+	$(VENV)/bin/python -m ops.doctor "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)")
 
 deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile); refuses if doctor fails
-	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile $(PROFILE)) \
+	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile "$(PROFILE)") \
 	  --require-approval broadening Pipeline
 
 policies: synth ## Regenerate policies/cloudformation-execution-policies.json from cdk.out
