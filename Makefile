@@ -56,7 +56,8 @@ bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
 bench: setup ## Measure synth times, the critical path, release durations, the test suite (build/bench/)
 	$(VENV)/bin/python -m ops.bench
 
-diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
+diagram: setup ## Draw the pipeline and trust pictures from cdk.out/ as it is (docs/ for the default config, else build/diagram/)
+	@test -d cdk.out || $(MAKE) --no-print-directory synth
 	$(VENV)/bin/python -m ops.diagram
 
 doctor: synth ## Preflight the real accounts of CONFIG (PROFILE= for the pipeline account): credentials, zones, bootstrap, trust, connection, certificates
@@ -66,7 +67,8 @@ deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PRO
 	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile "$(PROFILE)") \
 	  --require-approval broadening Pipeline
 
-policies: synth ## Regenerate policies/cloudformation-execution-policies.json from cdk.out
+policies: setup ## Regenerate policies/cloudformation-execution-policies.json from cdk.out/ as it is
+	@test -d cdk.out || $(MAKE) --no-print-directory synth
 	$(VENV)/bin/python -m policies.execution_policy cdk.out --write
 
 lint: setup ## ruff and mypy

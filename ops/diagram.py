@@ -261,20 +261,50 @@ def draw_trust(pipeline_account: str, trusts: list[Trust], title: str) -> str:
     return _svg(1080, y + 85, body, title)
 
 
+DEFAULT_CONFIG = "config/default.toml"
+OTHER_CONFIG_OUT = ROOT / "build" / "diagram"
+
+
+def synthesized_from(template: dict[str, Any]) -> tuple[str, str]:
+    """The config and suffix a cloud assembly was synthesized from, as its pipeline's synth step
+    repeats them (`make synth CONFIG=... SUFFIX=...`)."""
+    text = json.dumps(template)
+    match = re.search(r"make synth CONFIG=(?:'([^']*)'|([^\s\\\"]+))(?: SUFFIX=([a-z0-9]+))?", text)
+    if match is None:
+        raise DiagramError("the pipeline template has no `make synth` step; run `make synth`.")
+    return match[1] or match[2], match[3] or ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Draw the pipeline and the trust map from cdk.out."
     )
     parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write (default: docs/ for the default config, else build/diagram/)",
+    )
     args = parser.parse_args(argv)
     try:
         template = pipeline_template(args.cdk_out)
         stages = read_stages(template)
         account, trusts = read_trust(args.cdk_out, template)
+        config, suffix = synthesized_from(template)
     except DiagramError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.out is None:
+        # docs/ holds the pictures of the default config, committed; never overwrite them with
+        # another deployment's.
+        args.out = DOCS if (config, suffix) == (DEFAULT_CONFIG, "") else OTHER_CONFIG_OUT
+        if args.out != DOCS:
+            print(
+                f"{args.cdk_out.name}/ was synthesized from {config}"
+                f"{f' with suffix {suffix}' if suffix else ''}, not from {DEFAULT_CONFIG}: "
+                f"drawing into {args.out.relative_to(ROOT)}/ (docs/ keeps the default config's "
+                "pictures)."
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     pipeline_svg = args.out / "pipeline.svg"
     trust_svg = args.out / "trust.svg"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ops.diagram import main, pipeline_template, read_stages, read_trust
+import ops.diagram
+from ops.diagram import main, pipeline_template, read_stages, read_trust, synthesized_from
 
-from ..conftest import Synthesized
+from ..conftest import FIXTURES, Synthesized
 
 
 def test_stages_and_actions_come_from_the_pipeline_template(default_synth: Synthesized) -> None:
@@ -66,3 +68,27 @@ def test_missing_cloud_assembly_is_reported(
 ) -> None:
     assert main(["--cdk-out", str(tmp_path)]) == 2
     assert "run `make synth` first" in capsys.readouterr().err
+
+
+def test_pictures_of_another_config_never_overwrite_the_committed_ones(
+    synth: Callable[..., Synthesized],
+    default_synth: Synthesized,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    docs, other = tmp_path / "docs", tmp_path / "other"
+    monkeypatch.setattr(ops.diagram, "DOCS", docs)
+    monkeypatch.setattr(ops.diagram, "OTHER_CONFIG_OUT", other)
+    five = synth(FIXTURES / "five-stages.toml", suffix="-blue")
+    assert synthesized_from(pipeline_template(five.outdir)) == (
+        "tests/fixtures/five-stages.toml",
+        "blue",
+    )
+    monkeypatch.setattr(ops.diagram, "ROOT", tmp_path)
+    assert main(["--cdk-out", str(five.outdir)]) == 0
+    assert "not from config/default.toml: drawing into other/" in capsys.readouterr().out
+    assert (other / "pipeline.svg").exists() and not docs.exists()
+    assert synthesized_from(pipeline_template(default_synth.outdir)) == ("config/default.toml", "")
+    assert main(["--cdk-out", str(default_synth.outdir)]) == 0
+    assert (docs / "pipeline.svg").exists()
