@@ -19,10 +19,10 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diagram bench
+.PHONY: help setup synth test lint clean lock policies bootstrap deploy scan scan-pipeline doctor diff diagram bench
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: $(PY_STAMP) $(NODE_STAMP) ## Create .venv and node_modules from the pinned lock files
 
@@ -30,11 +30,14 @@ $(PY_STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
 	  || { echo "error: Python 3.11 or newer is needed as '$(PYTHON)' (set PYTHON=...)." >&2; exit 1; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --require-hashes -r requirements.txt -r requirements-dev.txt
+	@echo "Installing the pinned Python packages into $(VENV) (hashes checked); about a minute on a fresh clone:"
+	@$(VENV)/bin/python -m pip install --require-hashes --progress-bar off \
+	  -r requirements.txt -r requirements-dev.txt | { grep --line-buffered -E '^(Collecting|Installing|Successfully)' || true; }
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm (Node.js 20 or newer) is needed." >&2; exit 1; }
+	@echo "Installing Node 22 and the pinned CDK CLI into node_modules (npm ci from the lock file)..."
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -47,7 +50,7 @@ test: setup lint ## Lint, then run the test suite (templates, compliance, config
 scan: synth ## Trivy with the pinned, verified binary: secrets, Dockerfile, templates (offline parts)
 	$(VENV)/bin/python -m ops.scan
 
-scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan action: everything, including the image
+scan-pipeline: $(PY_STAMP) ## The pipeline's SecurityScan action: everything, including the image (needs Docker and network)
 	$(VENV)/bin/python -m ops.scan --image --cdk-out cdk.out --reports scan-reports
 
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
@@ -66,6 +69,9 @@ doctor: synth ## Preflight the real accounts of CONFIG (PROFILE= for the pipelin
 deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile); refuses if doctor fails
 	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile "$(PROFILE)") \
 	  --require-approval broadening Pipeline
+
+diff: synth ## cdk diff of the pipeline stack against the deployed one, with the credentials deploy uses (CONFIG, SUFFIX, PROFILE)
+	$(CDK) diff --app cdk.out --no-notices $(if $(PROFILE),--profile "$(PROFILE)") Pipeline
 
 policies: setup ## Regenerate policies/cloudformation-execution-policies.json from cdk.out/ as it is
 	@test -d cdk.out || $(MAKE) --no-print-directory synth

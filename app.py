@@ -2,8 +2,9 @@
 """CDK entry point: wiring only. Load and validate the config, build the pipeline stack, register
 the compliance checks, synthesize.
 
-    cdk synth                                  # config/default.toml
-    cdk synth -c config=config/mine.toml -c suffix=alice
+    npx cdk synth                                  # config/default.toml
+    npx cdk synth -c config=config/mine.toml -c suffix=alice
+    make synth CONFIG=config/mine.toml SUFFIX=alice   # the same, and cdk.out/ only if it passes
 """
 
 from __future__ import annotations

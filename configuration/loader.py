@@ -57,7 +57,7 @@ def load_config(path: Path) -> DeploymentConfig:
         raise ConfigError(
             f"{path}: config file not found. Expected a TOML deployment config; "
             "copy config/default.toml and pass it with `make synth CONFIG=PATH` "
-            "or `cdk synth -c config=PATH`."
+            "or `npx cdk synth -c config=PATH`."
         ) from None
     except IsADirectoryError:
         raise ConfigError(
