@@ -10,12 +10,11 @@ from pathlib import Path
 
 from .conftest import DEFAULT_CONFIG, ROOT
 
-
 MAKE = shutil.which("make") or "make"
 
 
 def _make(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - fixed arguments
+    return subprocess.run(
         [MAKE, "--no-print-directory", *args],
         cwd=ROOT,
         capture_output=True,
