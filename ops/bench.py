@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from configuration.toolchain import ROOT, cdk_json_context
+from ops import quiet_interrupts
 from ops.diagram import PipelineStage, pipeline_template, read_stages
 from service.timing import ServiceTimings, release_phases, release_seconds, service_templates
 
@@ -373,4 +374,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

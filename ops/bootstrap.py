@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
+from ops import quiet_interrupts
 from policies.execution_policy import (
     PERMISSIONS_BOUNDARY,
     load_policies,
@@ -339,4 +340,5 @@ def _next_step(error: Exception) -> str:
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

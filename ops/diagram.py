@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
+from ops import quiet_interrupts
 
 DOCS = ROOT / "docs"
 COLOURS = {
@@ -476,4 +477,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

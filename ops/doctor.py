@@ -27,6 +27,7 @@ from typing import Any
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
+from ops import quiet_interrupts
 
 QUALIFIER = "hnb659fds"  # the CDK default bootstrap qualifier
 DEFAULT_REQUIRED_VERSION = 8
@@ -440,4 +441,5 @@ def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session)
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Ctrl-C ends the CLI too; the exit code says so, without a traceback.
+    # Ctrl-C ends the CLI too; main() tidies up and the exit code (130) says so, without a
+    # traceback. SIGINT stays Python's so that the tidying runs.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         sys.exit(main())

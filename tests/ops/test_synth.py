@@ -124,3 +124,107 @@ def test_ctrl_c_during_synth_ends_without_a_traceback(tmp_path: Path) -> None:
     assert process.returncode == -signal.SIGINT, stderr
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr and "BrokenPipeError" not in stderr
+
+
+def _fake_cdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """The CLI replaced by a script (the real one is exercised in tests/test_app.py): `main`'s
+    own handling of success, failure and interruption, in a repository of its own."""
+    import ops.synth
+
+    cdk = tmp_path / "cdk"
+    cdk.write_text("#!/bin/sh\n" + script)
+    cdk.chmod(0o755)
+    root = tmp_path / "repo"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "default.toml").write_text("")
+    monkeypatch.setattr(ops.synth, "CDK", cdk)
+    monkeypatch.setattr(ops.synth, "ROOT", root)
+    for name, path in (
+        ("OUT", "cdk.out"),
+        ("PARTIAL", ".cdk.out.partial"),
+        ("OLD", ".cdk.out.old"),
+    ):
+        monkeypatch.setattr(ops.synth, name, root / path)
+    monkeypatch.setattr(ops.synth, "CONTEXT", root / "cdk.context.json")
+    monkeypatch.setattr(
+        ops.synth, "repository_config", lambda value: value if value.strip() else ""
+    )
+    (root / "cdk.out").mkdir()
+    (root / "cdk.out" / "manifest.json").write_text("old")
+    return root
+
+
+# The script finds --output as its last argument.
+WRITES_OUTPUT = 'for last; do :; done\nmkdir -p "$last" && echo new > "$last/manifest.json"\n'
+
+
+def test_a_passing_synth_replaces_cdk_out_and_names_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ops.synth import main
+
+    root = _fake_cdk(tmp_path, monkeypatch, WRITES_OUTPUT)
+    (root / "validation-report.json").write_text("from an earlier failure")
+    assert main(["--config", "config/my config.toml", "--suffix", "alice"]) == 0
+    assert (root / "cdk.out" / "manifest.json").read_text() == "new\n"
+    assert not (root / "validation-report.json").exists()
+    assert capsys.readouterr().out == (
+        "Synthesized cdk.out/ from config/my config.toml, with suffix alice.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "code", "word"), [(1, 1, "failed"), (130, 130, "interrupted")]
+)
+def test_a_failed_or_interrupted_synth_leaves_cdk_out_as_it_was(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    exit_code: int,
+    code: int,
+    word: str,
+) -> None:
+    from ops.synth import main
+
+    script = (
+        WRITES_OUTPUT + 'echo "{}" > "$last/validation-report.json"\necho "{}" > cdk.context.json\n'
+        f"exit {exit_code}\n"
+    )
+    root = _fake_cdk(tmp_path, monkeypatch, script)
+    monkeypatch.chdir(root)
+    assert main(["--config", "config/default.toml"]) == code
+    assert (root / "cdk.out" / "manifest.json").read_text() == "old"
+    assert not (root / ".cdk.out.partial").exists()
+    assert not (root / "cdk.context.json").exists()
+    assert (root / "validation-report.json").exists()
+    assert capsys.readouterr().err == (
+        f"make synth {word}; cdk.out/ was left as it was. "
+        "The rule report is validation-report.json in the repository root.\n"
+    )
+
+
+def test_operator_commands_end_quietly_on_ctrl_c() -> None:
+    """What every ops module's entry point does first (ops.quiet_interrupts)."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import ops, time; ops.quiet_interrupts(); print('ready', flush=True); time.sleep(30)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == -signal.SIGINT
+    assert stderr == ""
+
+
+@pytest.mark.parametrize("module", ["bench", "bootstrap", "diagram", "doctor", "synth"])
+def test_each_operator_command_installs_the_quiet_interrupts(module: str) -> None:
+    source = (ROOT / "ops" / f"{module}.py").read_text()
+    entry = source[source.index('if __name__ == "__main__":') :]
+    assert "quiet_interrupts()" in entry or "signal.SIG_DFL" in entry, module
