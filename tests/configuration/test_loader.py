@@ -8,7 +8,7 @@ import pytest
 
 from configuration import ConfigError, load_config, repository_config
 
-from ..conftest import DEFAULT_CONFIG, FIXTURES
+from ..conftest import DEFAULT_CONFIG, FIXTURES, ROOT
 
 DEFAULT_TEXT = DEFAULT_CONFIG.read_text()
 
@@ -676,3 +676,11 @@ def test_a_config_path_is_made_relative_to_the_repository(tmp_path: Path) -> Non
     assert repository_config(str(DEFAULT_CONFIG)) == "config/default.toml"
     (tmp_path / "config").mkdir()
     assert repository_config(str(tmp_path / "config" / "x.toml"), root=tmp_path) == "config/x.toml"
+
+
+def test_the_readme_shows_a_real_refusal(tmp_path: Path) -> None:
+    """The README's example message is what the loader prints (paths aside)."""
+    message = str(_load_edited(tmp_path, "memory = 1024", "memory = 1000"))
+    body = message.split(": invalid config ", 1)[1]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert body in readme, body
