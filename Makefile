@@ -8,7 +8,6 @@ PYTHON ?= python3
 VENV := .venv
 CONFIG ?= config/default.toml
 SUFFIX ?=
-CDK_CONTEXT := -c config=$(CONFIG) $(if $(SUFFIX),-c suffix=$(SUFFIX))
 
 # The pinned Node LTS from node_modules comes first, so jsii runs on a supported Node.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(VENV)/bin:$(PATH)
@@ -20,10 +19,10 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: help setup synth accept-listener-rules destroy test lint clean lock policies bootstrap deploy scan scan-pipeline pin-base doctor diagram bench
+.PHONY: help setup synth accept-listener-rules destroy test lint clean lock policies bootstrap deploy scan scan-pipeline pin-base doctor diff diagram bench
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 setup: $(PY_STAMP) $(NODE_STAMP) ## Create .venv and node_modules from the pinned lock files
 
@@ -31,23 +30,19 @@ $(PY_STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
 	  || { echo "error: Python 3.11 or newer is needed as '$(PYTHON)' (set PYTHON=...)." >&2; exit 1; }
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --require-hashes -r requirements.txt -r requirements-dev.txt
+	@echo "Installing the pinned Python packages into $(VENV) (hashes checked); about a minute on a fresh clone:"
+	@$(VENV)/bin/python -m pip install --require-hashes --progress-bar off \
+	  -r requirements.txt -r requirements-dev.txt | { grep --line-buffered -E '^(Collecting|Installing|Successfully)' || true; }
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm (Node.js 20 or newer) is needed." >&2; exit 1; }
+	@echo "Installing Node 22 and the pinned CDK CLI into node_modules (npm ci from the lock file)..."
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); SUFFIX=name optional
-	@rm -rf .cdk.out.partial
-	@$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) --output .cdk.out.partial \
-	  || { test ! -f .cdk.out.partial/validation-report.json \
-	         || mv .cdk.out.partial/validation-report.json validation-report.json; \
-	       rm -rf .cdk.out.partial; \
-	       echo "make synth failed; cdk.out/ was left as it was." >&2; exit 1; }
-	@rm -rf cdk.out && mv .cdk.out.partial cdk.out
-	@echo "Synthesized cdk.out/ from $(CONFIG)$(if $(SUFFIX), with suffix $(SUFFIX))."
+	@$(VENV)/bin/python -m ops.synth --config "$(CONFIG)" --suffix "$(SUFFIX)"
 
 accept-listener-rules: setup ## After an intended listener-rule change: record the rules CONFIG renders now (README)
 	@rm -rf build/accept-listener-rules
@@ -64,31 +59,36 @@ scan: synth ## Trivy with the pinned, verified binary: secrets, Dockerfile, temp
 pin-base: $(PY_STAMP) ## Pin service/runtime/Dockerfile's base image by digest (needs the registry, public.ecr.aws)
 	$(VENV)/bin/python -m ops.pin_base
 
-scan-pipeline: $(PY_STAMP) # The pipeline's SecurityScan step: everything, including the published image by digest
+scan-pipeline: $(PY_STAMP) ## The pipeline's SecurityScan step: everything, including the published image by digest (pipeline only)
 	$(VENV)/bin/python -m ops.scan --image --cdk-out cdk.out --reports scan-reports
 
 bootstrap: setup ## Print (or with APPLY=1 run) the account bootstrap for CONFIG
-	$(VENV)/bin/python -m ops.bootstrap $(CONFIG) $(if $(APPLY),--apply)
+	$(VENV)/bin/python -m ops.bootstrap "$(CONFIG)" $(if $(APPLY),--apply)
 
 bench: setup ## Measure synth times, the critical path, release durations, the test suite (build/bench/)
 	$(VENV)/bin/python -m ops.bench
 
-diagram: synth ## Draw docs/pipeline.svg and docs/trust.svg from cdk.out
+diagram: setup ## Draw the pipeline and trust pictures from cdk.out/ as it is (docs/ for the default config, else build/diagram/)
+	@test -d cdk.out || $(MAKE) --no-print-directory synth
 	$(VENV)/bin/python -m ops.diagram
 
 destroy: synth ## Delete STAGE's stack: a dry run unless APPLY=1; production also needs CONFIRM=<stage> (README)
 	@test -n "$(STAGE)" || { echo "error: name the stage: make destroy STAGE=<name> [APPLY=1]" >&2; exit 2; }
-	$(VENV)/bin/python -m ops.destroy $(CONFIG) --stage $(STAGE) $(if $(SUFFIX),--suffix $(SUFFIX)) \
+	$(VENV)/bin/python -m ops.destroy "$(CONFIG)" --stage $(STAGE) $(if $(SUFFIX),--suffix $(SUFFIX)) \
 	  $(if $(APPLY),--apply) $(if $(CONFIRM),--confirm-production $(CONFIRM))
 
-doctor: synth ## Preflight the real accounts of CONFIG: credentials, bootstrap, trust, connection, certificates
-	$(VENV)/bin/python -m ops.doctor $(CONFIG)
+doctor: synth ## Preflight the real accounts of CONFIG (PROFILE= for the pipeline account): credentials, zones, bootstrap, policies, trust, connection, certificates
+	$(VENV)/bin/python -m ops.doctor "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)")
 
 deploy: doctor ## The one-time deploy of the pipeline stack (CONFIG, SUFFIX, PROFILE=pipeline profile); refuses if doctor fails
-	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile $(PROFILE)) \
+	$(CDK) deploy --app cdk.out --no-notices $(if $(PROFILE),--profile "$(PROFILE)") \
 	  --require-approval broadening Pipeline
 
-policies: synth ## Regenerate the execution policies and pipeline boundary (policies/*.json) for the examples and CONFIG
+diff: synth ## cdk diff of the pipeline stack against the deployed one, with the credentials deploy uses (CONFIG, SUFFIX, PROFILE)
+	$(CDK) diff --app cdk.out --no-notices $(if $(PROFILE),--profile "$(PROFILE)") Pipeline
+
+policies: setup ## Regenerate the execution policies and pipeline boundary (policies/*.json): the example configs and cdk.out/ as it is
+	@test -d cdk.out || $(MAKE) --no-print-directory synth
 	$(VENV)/bin/python -m policies.execution_policy --write cdk.out
 
 lint: setup ## ruff and mypy
@@ -104,4 +104,4 @@ lock: ## Re-resolve requirements*.txt (with hashes) from requirements*.in
 	rm -rf .lock-venv
 
 clean: ## Remove build output (keeps .venv and node_modules)
-	rm -rf cdk.out .cdk.out.partial build validation-report.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out .cdk.out.partial .cdk.out.old build validation-report.json .pytest_cache .mypy_cache .ruff_cache

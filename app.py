@@ -2,8 +2,9 @@
 """CDK entry point: wiring only. Load and validate the config, build the pipeline stack, register
 the compliance checks, synthesize.
 
-    cdk synth                                  # config/default.toml
-    cdk synth -c config=config/mine.toml -c suffix=alice
+    npx cdk synth                                  # config/default.toml
+    npx cdk synth -c config=config/mine.toml -c suffix=alice
+    make synth CONFIG=config/mine.toml SUFFIX=alice   # the same, and cdk.out/ only if it passes
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ import os
 # synth. It reads this variable when the jsii kernel starts, so it is set before aws_cdk loads.
 os.environ.setdefault("CDK_VALIDATION", "false")
 
+if __name__ == "__main__":
+    import signal
+
+    # Ctrl-C (or the CDK CLI going away) ends the app quietly, as it ends any other command: a
+    # KeyboardInterrupt or BrokenPipeError traceback from inside an import or jsii tells nobody
+    # anything. Set before the slow imports, which an early Ctrl-C interrupts.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+import datetime as dt
+import json
 import re
 import shutil
 import sys
@@ -24,9 +36,10 @@ from typing import Any
 
 import aws_cdk as cdk
 
-from configuration import ConfigError, DeploymentConfig, load_config
+from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.toolchain import ROOT, cdk_cli_version, cdk_json_context
-from policies.compliance import Acknowledgement, Compliance, ValidationReport
+from ops import waivers
+from policies.compliance import Acknowledgement, Compliance, Finding, ValidationReport
 from service import listener_guard
 from service.timing import bake_problems
 from stacks.pipeline import PipelineStack
@@ -47,9 +60,12 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
     config_arg = str(app.node.try_get_context("config") or DEFAULT_CONFIG)
     suffix_arg = str(app.node.try_get_context("suffix") or "")
     try:
-        config_path = _repository_path(config_arg)
+        config_path = repository_config(config_arg)
         suffix = _suffix(suffix_arg)
         config = load_config(ROOT / config_path)
+        expired = waivers.problems(config, config_path, dt.date.today())
+        if expired:
+            raise ConfigError("; ".join(expired) + ".")
         _, compliance = build(app, config, config_path=config_path, suffix=suffix)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -60,7 +76,7 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         "error: compliance checks failed ({plugins}): remediate each finding listed above or, "
         "where that is impossible, acknowledge it in policies/acknowledgements.toml with a "
         "reason (README, Security). The full report is validation-report.json in the output "
-        "directory."
+        "directory (`make synth` keeps it as validation-report.json in the repository root)."
     )
     try:
         assembly = app.synth()
@@ -71,10 +87,24 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         return 1
     written = Path(assembly.directory)
     report = ValidationReport.read(written)
+    errors = [f for f in report.findings if f.plugin == ANNOTATIONS]
+    if errors:
+        # Errors the constructs reported (a failed context lookup, say) are not compliance
+        # findings: acknowledging them is never the answer.
+        for found in errors:
+            print(f"ERROR {found.description}\n   {found.construct_path}\n", file=sys.stderr)
+        print(_construct_errors(config, config_path, errors), file=sys.stderr)
+        return 1
     if report.failed_plugins:
         print(report.describe_failures() + "\n", file=sys.stderr)
         print(failure.format(plugins=", ".join(report.failed_plugins)), file=sys.stderr)
         return 1
+    if _missing_context(written):
+        # A provisional pass: the CLI looks the missing context up and runs the app again, and
+        # the templates of this pass hold placeholders (a dummy VPC), so the checks that read
+        # templates wait for the second run.
+        compliance.write_report(written)
+        return 0
     # Rules that need the synthesized templates: the bake must outlast the alarms it relies on.
     problems = bake_problems(config, written)
     if problems:
@@ -88,8 +118,42 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
         shutil.rmtree(written)
         return 1
     compliance.write_report(written)
+    waivers.write(config, config_path, written)
     print(compliance.summary(), file=sys.stderr)
     return 0
+
+
+ANNOTATIONS = "Construct Annotations"
+
+
+def _missing_context(outdir: Path) -> bool:
+    manifest = outdir / "manifest.json"
+    return manifest.is_file() and bool(json.loads(manifest.read_text()).get("missing"))
+
+
+def _construct_errors(config: DeploymentConfig, config_path: str, errors: list[Finding]) -> str:
+    lookups = [f for f in errors if "Need to perform AWS calls" in f.description]
+    if not lookups:
+        return (
+            "error: synthesis failed with the construct errors listed above; they are not "
+            "compliance findings (do not acknowledge them): fix the config or the code."
+        )
+    names = {f.construct_path.split("/")[1] for f in lookups if f.construct_path.count("/") >= 1}
+    stages = [stage for stage in config.stages if stage.name in names]
+    what = "; ".join(
+        f"stage '{stage.name}' looks up network.vpc_id = '{stage.network.vpc_id}' in account "
+        f"{stage.account} ({stage.region})"
+        for stage in stages
+        if stage.network.vpc_id
+    )
+    return (
+        f"error: {config_path}: {what or 'a context lookup needs AWS'}, and cdk.context.json "
+        "holds no result for it; a lookup needs AWS credentials that can assume the account's "
+        "CDK lookup role, and none were found. Run `make synth CONFIG="
+        f"{config_path}` once with such credentials (for example AWS_PROFILE=<profile of the "
+        "pipeline account>), then commit cdk.context.json so that the pipeline and everyone "
+        "else synthesize offline (README, Using what exists)."
+    )
 
 
 def build(
@@ -218,19 +282,6 @@ def _remove_if_empty(outdir: Path) -> None:
     """cdk.App creates its output directory up front; leave nothing behind for a refused config."""
     if outdir.is_dir() and not any(outdir.iterdir()):
         outdir.rmdir()
-
-
-def _repository_path(value: str) -> str:
-    """The config's path relative to the repository: the pipeline re-synthesizes from a clone."""
-    path = Path(value)
-    resolved = (path if path.is_absolute() else Path.cwd() / path).resolve()
-    try:
-        return resolved.relative_to(ROOT).as_posix()
-    except ValueError:
-        raise ConfigError(
-            f"{value}: the config file must be inside the repository ({ROOT}), because the "
-            "pipeline synthesizes again from a clone of the repository; move it under config/."
-        ) from None
 
 
 def _suffix(value: str) -> str:

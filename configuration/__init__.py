@@ -1,6 +1,6 @@
 """The deployment config: one typed, immutable object tree, validated at the edge."""
 
-from configuration.loader import ConfigError, load_config
+from configuration.loader import ConfigError, load_config, repository_config
 from configuration.model import (
     ComplianceConfig,
     DeploymentConfig,
@@ -25,4 +25,5 @@ __all__ = [
     "SourceConfig",
     "StageConfig",
     "load_config",
+    "repository_config",
 ]

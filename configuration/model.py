@@ -7,6 +7,7 @@ value is refused before a single construct is built.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import math
 import re
@@ -71,13 +72,41 @@ def _region(value: str) -> str:
     return value
 
 
+def _matching(pattern: str, expected: str) -> AfterValidator:
+    """A text field of a given form. The error says in words what is expected: pydantic's own
+    pattern error shows the regular expression, which tells a newcomer nothing."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise _fail("form", expected)
+        return value
+
+    return AfterValidator(check)
+
+
 AccountId = Annotated[str, AfterValidator(_account)]
 Region = Annotated[str, AfterValidator(_region)]
 # Lower-case, digits and hyphens: valid in stack names, CodePipeline stage names and resource tags.
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", max_length=20)]
+Slug = Annotated[
+    str,
+    StringConstraints(max_length=20),
+    _matching(
+        r"[a-z][a-z0-9-]*[a-z0-9]",
+        "expected lower-case letters, digits and hyphens, starting with a letter and ending "
+        "with a letter or digit, such as 'prod' or 'eu-staging' (it becomes part of stack names)",
+    ),
+]
 # A named AWS CLI profile with credentials for one account, used only by the operator commands
 # (make bootstrap / doctor / deploy); the pipeline never reads it.
-Profile = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+@-]{1,64}$")]
+Profile = Annotated[
+    str,
+    _matching(
+        r"[A-Za-z0-9_.+@-]{1,64}",
+        "expected the name of an AWS CLI profile (letters, digits and _.+@-, at most 64 "
+        "characters), such as 'webapp-prod'",
+    ),
+]
 
 _PARTITIONS = "aws|aws-cn|aws-us-gov"
 _CONNECTION_ARN = re.compile(
@@ -111,12 +140,32 @@ class SourceConfig(_Model):
     """Where the pipeline reads its code from, and how it is told about pushes."""
 
     repository: Annotated[
-        str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", max_length=200)
+        str,
+        StringConstraints(max_length=200),
+        _matching(
+            r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+",
+            "expected a GitHub repository as 'owner/name', such as 'example-org/webapp-delivery'",
+        ),
     ] = Field(description="GitHub 'owner/name'")
-    branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]+$", max_length=255)]
+    branch: Annotated[
+        str,
+        StringConstraints(max_length=255),
+        _matching(
+            r"[A-Za-z0-9._/-]+",
+            "expected a branch name of letters, digits and ._/-, such as 'main'",
+        ),
+    ]
     connection_arn: str | None = None
     github_token_secret: (
-        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$")] | None
+        Annotated[
+            str,
+            _matching(
+                r"[A-Za-z0-9/_+=.@-]{1,512}",
+                "expected the name of a Secrets Manager secret (letters, digits and /_+=.@-), "
+                "such as 'github-token'",
+            ),
+        ]
+        | None
     ) = None
 
     @field_validator("connection_arn")
@@ -178,7 +227,13 @@ class PipelineConfig(_Model):
     source: SourceConfig
     profile: Profile | None = None
     notify_emails: list[
-        Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")]
+        Annotated[
+            str,
+            _matching(
+                r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}",
+                "expected an e-mail address such as 'team@example.com'",
+            ),
+        ]
     ] = []
 
     @model_validator(mode="before")
@@ -214,18 +269,21 @@ class NetworkConfig(_Model):
     cidr: str = "10.0.0.0/16"
     nat_gateways: Annotated[int, Field(ge=1)] = 1
     vpc_id: (
-        Annotated[str, StringConstraints(pattern=r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")] | None
+        Annotated[
+            str,
+            _matching(
+                r"vpc-([0-9a-f]{8}|[0-9a-f]{17})",
+                "expected a VPC id: 'vpc-' and 8 or 17 lower-case hexadecimal digits, such as "
+                "'vpc-0123456789abcdef0'",
+            ),
+        ]
+        | None
     ) = None
 
     @field_validator("cidr")
     @classmethod
     def _private_cidr(cls, value: str) -> str:
-        try:
-            network = ipaddress.IPv4Network(value, strict=True)
-        except ValueError:
-            raise _fail(
-                "cidr", "expected an IPv4 network in CIDR notation such as '10.0.0.0/16'"
-            ) from None
+        network = _network(value, example="10.0.0.0/16")
         if not 16 <= network.prefixlen <= 20 or not network.is_private:
             raise _fail(
                 "cidr",
@@ -235,13 +293,38 @@ class NetworkConfig(_Model):
         return value
 
 
+def _network(value: str, *, example: str) -> ipaddress.IPv4Network:
+    """An IPv4 network; a value with host bits set is named as such, with the network meant."""
+    try:
+        return ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        raise _fail(
+            "cidr", f"'{value}' is not an IPv4 network in CIDR notation such as '{example}'"
+        ) from None
+    raise _fail(
+        "cidr",
+        f"'{value}' has host bits set: the address of a /{loose.prefixlen} network ends in "
+        f"zero bits, so expected '{loose}'",
+    )
+
+
 RESERVED_ENVIRONMENT = ("PORT", "SERVICE_NAME", "SERVICE_VERSION")
 
 
 class SmokeCheck(_Model):
     """One request the smoke tests make, and the status it must answer with."""
 
-    path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")]
+    path: Annotated[
+        str,
+        _matching(
+            r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*",
+            "expected a URL path starting with '/', without spaces, such as '/health'",
+        ),
+    ]
     status: Annotated[int, Field(ge=100, le=599)] = 200
 
 
@@ -261,17 +344,32 @@ class ReleaseConfig(_Model):
     test_cidrs: list[str] = []
     smoke_checks: Annotated[list[SmokeCheck], Field(max_length=20)] = [SmokeCheck(path="/")]
 
+    @model_validator(mode="after")
+    def _settings_of_the_strategy(self) -> Self:
+        # A setting of another strategy is silently ignored by ECS: refuse it, so that nobody
+        # believes a blue/green stage releases a canary first.
+        uses = {
+            "canary_percent": ("canary",),
+            "linear_percent": ("linear",),
+            "step_minutes": ("canary", "linear"),
+        }
+        for name, strategies in uses.items():
+            if name in self.model_fields_set and self.strategy not in strategies:
+                raise _fail(
+                    "strategy",
+                    f"{name} applies only to strategy = "
+                    f"{' or '.join(repr(s) for s in strategies)}, but this stage's strategy is "
+                    f"'{self.strategy}': remove {name} or change the strategy",
+                    field=name,
+                    value=getattr(self, name),
+                )
+        return self
+
     @field_validator("test_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:
-            try:
-                ipaddress.IPv4Network(cidr, strict=True)
-            except ValueError:
-                raise _fail(
-                    "test_cidrs",
-                    f"'{cidr}' is not an IPv4 network in CIDR notation such as '203.0.113.0/28'",
-                ) from None
+            _network(cidr, example="203.0.113.0/28")
             if cidr.endswith("/0"):
                 raise _fail("test_cidrs", "the test listener must not be open to everyone")
         return value
@@ -289,8 +387,10 @@ class ServiceConfig(_Model):
     domain_name: (
         Annotated[
             str,
-            StringConstraints(
-                pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", max_length=253
+            StringConstraints(max_length=253),
+            _matching(
+                r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}",
+                "expected a lower-case domain name such as 'webapp.example.com'",
             ),
         ]
         | None
@@ -298,8 +398,18 @@ class ServiceConfig(_Model):
     plain_http_reason: Annotated[str, StringConstraints(min_length=20, max_length=500)] | None = (
         None
     )
+    # The scan's waiver of its plain-HTTP finding ends here (ops/waivers.py): at most 90 days
+    # ahead, checked at synth, as .trivyignore.yaml entries are checked by the scan.
+    plain_http_expires: dt.date | None = None
     environment: dict[
-        Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")],
+        Annotated[
+            str,
+            _matching(
+                r"[A-Z][A-Z0-9_]{0,63}",
+                "expected an environment variable name of upper-case letters, digits and "
+                "underscores, starting with a letter, such as 'LOG_LEVEL'",
+            ),
+        ],
         Annotated[str, StringConstraints(max_length=4096)],
     ] = {}
 
@@ -343,6 +453,22 @@ class ServiceConfig(_Model):
                 "tests verify TLS against it",
                 field="domain_name",
                 value=None,
+            )
+        if self.plain_http_reason is not None and self.plain_http_expires is None:
+            raise _fail(
+                "plain_http_expires",
+                "plain_http_reason waives the security scan's plain-HTTP finding (AWS-0054) "
+                "for this stage and needs an end: expected plain_http_expires = YYYY-MM-DD "
+                "(a TOML date, not in quotes), at most 90 days ahead",
+                field="plain_http_expires",
+                value=None,
+            )
+        if self.plain_http_expires is not None and self.plain_http_reason is None:
+            raise _fail(
+                "plain_http_expires",
+                "an end date without a waiver: plain_http_expires goes with plain_http_reason",
+                field="plain_http_expires",
+                value=self.plain_http_expires.isoformat(),
             )
         if self.certificate_arn is not None and self.plain_http_reason is not None:
             raise _fail(
@@ -574,6 +700,41 @@ class DeploymentConfig(_Model):
                     field=f"stages[{index}].account",
                     value=stage.account,
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _production_kept_apart(self) -> Self:
+        """Production never shares an account with a non-production stage (the account would
+        get the lookup trust and the looser habits of staging), nor a wave (it would deploy
+        beside staging, behind one approval, before staging was proven)."""
+        for index, stage in enumerate(self.stages):
+            for other in self.stages[:index]:
+                if stage.production == other.production:
+                    continue
+                kind, other_kind = (
+                    ("production", "non-production")
+                    if stage.production
+                    else ("non-production", "production")
+                )
+                if stage.account == other.account:
+                    raise _fail(
+                        "account",
+                        f"this {kind} stage uses the same account as the {other_kind} stage "
+                        f"'{other.name}': "
+                        "expected production and non-production stages in separate accounts",
+                        field=f"stages[{index}].account",
+                        value=stage.account,
+                    )
+                if stage.wave is not None and stage.wave == other.wave:
+                    raise _fail(
+                        "wave",
+                        f"this {kind} stage is in the same wave as the {other_kind} stage "
+                        f"'{other.name}': "
+                        "expected production stages in waves of their own, after the "
+                        "non-production ones have been proven",
+                        field=f"stages[{index}].wave",
+                        value=stage.wave,
+                    )
         return self
 
     @model_validator(mode="after")

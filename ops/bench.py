@@ -21,6 +21,8 @@ test: it reports targets as met or missed and always exits 0 unless it could not
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 import os
 import shutil
@@ -28,14 +30,17 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from configuration.toolchain import ROOT, cdk_json_context
+from ops import quiet_interrupts
 from ops.diagram import PipelineStage, pipeline_template, read_stages
 from service.timing import ServiceTimings, release_phases, release_seconds, service_templates
 
 OUT = ROOT / "build" / "bench"
+T = TypeVar("T")
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 RUNS = 3
@@ -138,12 +143,53 @@ cidr = "10.{index}.0.0/16"
 
 [stages.service]
 plain_http_reason = "A benchmark target, never deployed: it only measures synthesis."
+plain_http_expires = {dt.date.today() + dt.timedelta(days=30)}
 """
             + ("\n[stages.release]\nbake_minutes = 10\n" if production else "")
         )
     path = (directory or OUT) / f"fleet-{count}.toml"
     path.write_text(head + "".join(stages))
     return path
+
+
+def progress(label: str, measure: Callable[[], T], out: Callable[[str], None] = print) -> T:
+    """Run one measurement and say what it gave as soon as it is done: the whole bench takes
+    minutes, and silence that long looks like a hang."""
+    start = time.perf_counter()
+    value = measure()
+    took = time.perf_counter() - start
+    if isinstance(value, float):
+        shown = f"{value:.2f} s"
+    elif isinstance(value, dict):
+        shown = ", ".join(f"{k} {v:.2f} s" for k, v in value.items())
+    elif isinstance(value, tuple):
+        shown = str(value[0])
+    else:
+        shown = str(value)
+    out(f"  {label}: {shown} (measured in {took:.0f} s)")
+    sys.stdout.flush()
+    return value
+
+
+def release_table(releases: dict[str, dict[str, Any]]) -> list[str]:
+    """The modelled release of each stage, phase by phase (the README's *How long a release
+    takes* table)."""
+    names = list(releases)
+    phases: dict[str, dict[str, float]] = {}
+    for name in names:
+        for phase, seconds in releases[name]["phases"]:
+            phases.setdefault(phase, {})[name] = seconds
+    rows = [f"| phase | {' | '.join(names)} |", "| --- |" + " --- |" * len(names)]
+    for phase, by_stage in phases.items():
+        cells = [_duration(by_stage[n]) if n in by_stage else "" for n in names]
+        rows.append(f"| {phase} | {' | '.join(cells)} |")
+    totals = [f"**about {releases[n]['seconds'] / 60:.1f} min**" for n in names]
+    rows.append(f"| **total per stage** | {' | '.join(totals)} |")
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:.0f} s"
 
 
 def critical_path(stages: list[PipelineStage]) -> tuple[int, list[tuple[str, int]]]:
@@ -248,18 +294,33 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
-    print(f"Measuring on {os.cpu_count()} cores, median of {RUNS} runs where noted...")
-    floor = floor_seconds()
-    floor_cdk_defaults = floor_seconds(validation=True)
-    default = synth_seconds(ROOT / "config" / "default.toml")
-    fleets = {count: synth_seconds(fleet_config(count), runs=1) for count in (2, 6, 12)}
-    passes = in_process_seconds()
+    print(
+        f"Measuring on {os.cpu_count()} cores, median of {RUNS} runs where noted; each line "
+        "appears as its measurement finishes (about two minutes in all).",
+        flush=True,
+    )
+    floor = progress("bare one-stack app synth (floor)", floor_seconds)
+    floor_cdk_defaults = progress(
+        "the same with CDK's default validation on", lambda: floor_seconds(validation=True)
+    )
+    default = progress(
+        "default config synth", lambda: synth_seconds(ROOT / "config" / "default.toml")
+    )
+    fleets: dict[int, float] = {}
+    for count in (2, 6, 12):
+        fleets[count] = progress(
+            f"synth with {count} targets", functools.partial(synth_seconds, fleet_config(count), 1)
+        )
+    passes = progress("in one process: import, first and second synth", in_process_seconds)
     imports, cold, warm = passes["import"], passes["first"], passes["second"]
-    tests = test_suite_seconds()
+    tests = progress("test suite (pytest)", test_suite_seconds)
     our_layout = read_stages(pipeline_template(OUT / "cdk.out-default"))
     ours, ours_stages = critical_path(our_layout)
     scan = scan_position(our_layout)
-    baseline, baseline_stages = critical_path(read_stages(default_layout_template()))
+    baseline, baseline_stages = progress(
+        "critical path of CDK Pipelines' default layout (sequential actions)",
+        lambda: critical_path(read_stages(default_layout_template())),
+    )
     releases: dict[str, dict[str, Any]] = {}
     for name, template in service_templates(OUT / "cdk.out-default").items():
         timings = ServiceTimings.from_template(template)
@@ -319,11 +380,14 @@ def main(argv: list[str] | None = None) -> int:
             for name, info in releases.items()
         ],
     ]
+    lines += ["", *release_table(releases)]
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    print()
     print("\n".join(lines))
     print(f"\nResults: {OUT / 'results.json'} and {OUT / 'results.md'}")
     return 0
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

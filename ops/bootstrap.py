@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from configuration import ConfigError, DeploymentConfig, load_config
+from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
+from ops import quiet_interrupts
 from ops.bootstrap_template import TemplateError, write_template
 from policies.execution_policy import (
     AccountKind,
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apply", action="store_true", help="carry out the plan")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(ROOT / repository_config(str(args.config)))
         result = plan(config)
         write_policy_files(result, BUILD_DIR)
         write_template(BUILD_DIR / TEMPLATE_NAME)
@@ -387,10 +388,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # credentials and API errors, told plainly
-        print(f"error: bootstrap failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(
+            f"error: bootstrap failed: {type(error).__name__}: {error}.{_next_step(error)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
 
+def _next_step(error: Exception) -> str:
+    """What to do about the failures a first run meets most: no credentials, no network."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & {"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"}:
+        return (
+            " Nothing was changed in that account. Give each account credentials: set `profile` "
+            "for it in the config (an AWS CLI profile; `aws configure sso` or `aws configure` "
+            "creates one), or export AWS_PROFILE; `make doctor` shows which accounts work. Then "
+            "run `make bootstrap APPLY=1` again (completed steps are skipped)."
+        )
+    if names & {"HTTPClientError", "EndpointConnectionError", "ConnectTimeoutError"}:
+        return (
+            " AWS could not be reached: check the network connection, proxy (HTTPS_PROXY) and "
+            "VPN, then run `make bootstrap APPLY=1` again (completed steps are skipped)."
+        )
+    return ""
+
+
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

@@ -1,11 +1,15 @@
 """`make diagram`: pictures of the pipeline and of the trust between accounts, drawn from the
-synthesized cloud assembly (cdk.out), as SVG files in docs/.
+synthesized cloud assembly (cdk.out) and the config it was synthesized from, as SVG files (docs/
+for the default config, build/diagram/ for any other). Graphviz lays them out.
 
-- pipeline.svg: the pipeline's stages left to right; in each, its actions in run order (actions
-  that share a run order run in parallel and are drawn side by side).
-- trust.svg: which role in which account may be assumed by whom: the pipeline account's roles
-  assume each target's CDK deploy and publishing roles; the deploy role passes the CloudFormation
-  execution role (with the project's execution policies) to CloudFormation.
+- pipeline.svg: the pipeline's stages top to bottom, as CodePipeline's console lists them; in each,
+  its actions in rows by run order (the actions of one row run in parallel); the security scan
+  that gates every deployment; a legend.
+- trust.svg: the pipeline account (with its cross-region support stacks) and each target account
+  and region, with its stages and production flag: the pipeline assumes each target's deploy,
+  publishing and (non-production only) lookup roles; the deploy role passes the CloudFormation
+  execution role (the project's execution policies), which creates roles only with the
+  permissions boundary.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -20,10 +25,11 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
+from ops import quiet_interrupts
 
 DOCS = ROOT / "docs"
-FONT = "font-family='Helvetica, Arial, sans-serif'"
 COLOURS = {
     "Source": "#dbeafe",
     "Build": "#e0e7ff",
@@ -88,190 +94,352 @@ def _account(text: str) -> str | None:
     return match[1] if match else None
 
 
-@dataclass(frozen=True)
-class Trust:
-    source: str  # who assumes, e.g. "111111111111: pipeline roles"
-    target_account: str
-    role: str
-    via: str
+# --- Pictures: Graphviz lays them out (ops/graphviz/render.mjs, Graphviz compiled to WebAssembly
+# from npm), so every label fits its box and arrows are routed around boxes, for any fleet size.
+
+NODE = ROOT / "node_modules" / ".bin" / "node"
+RENDER = Path(__file__).parent / "graphviz" / "render.mjs"
+# Graphviz sizes boxes with its own metrics of these fonts; viewers without Helvetica substitute
+# a similar sans-serif.
+FONT = '"Helvetica,Arial,sans-serif"'
+TEXT_SCALE = 0.85
+# Parallel actions are shown this many to a row.
+PARALLEL_PER_ROW = 4
+CATEGORY_NAMES = {
+    "Source": "source",
+    "Build": "CodeBuild (synth, assets, scan, tests)",
+    "Deploy": "CloudFormation deploy into a target",
+    "Approval": "manual approval",
+}
 
 
-def read_trust(cloud_assembly: Path, template: dict[str, Any]) -> tuple[str, list[Trust]]:
-    """The pipeline account and every cross-account role use the assembly implies."""
-    pipeline_account = _pipeline_account(cloud_assembly)
-    qualifier = _qualifier(cloud_assembly)
-    trusts: dict[tuple[str, str], Trust] = {}
-    for stage in read_stages(template):
-        for action in stage.actions:
-            if action.category == "Deploy" and action.detail.startswith("CloudFormation in "):
-                account = action.detail.removeprefix("CloudFormation in ")
-                deploy_role = f"cdk-{qualifier}-deploy-role ({account})"
-                trusts[(account, "deploy")] = Trust(
-                    "pipeline", account, deploy_role, "sts:AssumeRole"
-                )
-                trusts[(account, "exec")] = Trust(
-                    deploy_role,
-                    account,
-                    f"cdk-{qualifier}-cfn-exec-role ({account})",
-                    "passed to CloudFormation; execution policies",
-                )
-    for manifest in cloud_assembly.glob("assembly-*/*.assets.json"):
-        assets = json.loads(manifest.read_text())
-        for kind in ("files", "dockerImages"):
-            for asset in assets.get(kind, {}).values():
-                for destination in asset["destinations"].values():
-                    role_arn = destination.get("assumeRoleArn", "")
-                    owner = _account(role_arn)
-                    if owner:
-                        role = role_arn.rsplit("/", 1)[1].rsplit(f"-{owner}", 1)[0]
-                        via = "sts:AssumeRole (asset publishing)"
-                        trusts[(owner, role)] = Trust("pipeline", owner, f"{role} ({owner})", via)
-    return pipeline_account, sorted(trusts.values(), key=lambda t: (t.target_account, t.role))
-
-
-def _qualifier(cloud_assembly: Path) -> str:
-    """The bootstrap qualifier the stacks were synthesized for (from their deploy role)."""
-    manifest = json.loads((cloud_assembly / "manifest.json").read_text())
-    for artifact in manifest.get("artifacts", {}).values():
-        role = artifact.get("properties", {}).get("assumeRoleArn", "")
-        match = re.search(r":role/cdk-([A-Za-z0-9_-]+?)-deploy-role-", role)
-        if match:
-            return match[1]
-    raise ValueError(f"{cloud_assembly}: no stack names a CDK deploy role")
-
-
-def _pipeline_account(cloud_assembly: Path) -> str:
-    manifest = json.loads((cloud_assembly / "manifest.json").read_text())
-    for artifact in manifest.get("artifacts", {}).values():
-        environment = artifact.get("environment", "")
-        if artifact.get("type") == "aws:cloudformation:stack" and environment.startswith("aws://"):
-            return str(environment.split("/")[2])
-    return "pipeline account"
-
-
-def _box(
-    x: int, y: int, w: int, h: int, fill: str, lines: list[str], bold_first: bool = True
-) -> str:
-    parts = [
-        f"<rect x='{x}' y='{y}' width='{w}' height='{h}' rx='6' fill='{fill}' stroke='#334155'/>"
-    ]
-    for i, line in enumerate(lines):
-        weight = "bold" if bold_first and i == 0 else "normal"
-        parts.append(
-            f"<text x='{x + 8}' y='{y + 18 + 15 * i}' font-size='12' font-weight='{weight}' {FONT}>{escape(line)}</text>"
-        )
-    return "\n".join(parts)
-
-
-def _arrow(x1: int, y1: int, x2: int, y2: int, label: str = "", dashed: bool = False) -> str:
-    dash = " stroke-dasharray='5,4'" if dashed else ""
-    text = (
-        f"<text x='{(x1 + x2) // 2}' y='{(y1 + y2) // 2 - 6}' font-size='11' text-anchor='middle' {FONT}>{escape(label)}</text>"
-        if label
-        else ""
+def render(dot: str, node: Path = NODE, script: Path = RENDER) -> str:
+    """SVG from DOT text, laid out by Graphviz (dot)."""
+    if not node.exists():
+        raise DiagramError(f"{node} is missing; run `make setup` (it installs the pinned Node).")
+    result = subprocess.run(  # noqa: S603 - the project's own Node and script
+        [str(node), str(script)], input=dot, capture_output=True, text=True, check=False
     )
-    return f"<line x1='{x1}' y1='{y1}' x2='{x2}' y2='{y2}' stroke='#334155' marker-end='url(#arrow)'{dash}/>{text}"
+    if result.returncode != 0:
+        raise DiagramError(f"Graphviz failed: {result.stderr.strip()[-2000:]}")
+    # Graphviz sizes each box for Helvetica; a viewer without it draws a wider sans-serif (DejaVu
+    # Sans is about 6% wider), so the text is drawn a little smaller than it was measured.
+    return re.sub(
+        r'font-size="([0-9.]+)"',
+        lambda match: f'font-size="{float(match[1]) * TEXT_SCALE:.2f}"',
+        result.stdout,
+    )
 
 
-def _svg(width: int, height: int, body: list[str], title: str) -> str:
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _html(text: str) -> str:
+    return escape(text, {'"': "&quot;"})
+
+
+def _cell(action: Action, port: str, gate: bool) -> str:
+    fill = COLOURS.get(action.category, "#f1f5f9")
+    border = " COLOR='#b91c1c' BORDER='3'" if gate else " COLOR='#64748b' BORDER='1'"
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' viewBox='0 0 {width} {height}'>\n"
-        "<defs><marker id='arrow' markerWidth='10' markerHeight='7' refX='10' refY='3.5' orient='auto'>"
-        "<polygon points='0 0, 10 3.5, 0 7' fill='#334155'/></marker></defs>\n"
-        f"<rect width='100%' height='100%' fill='white'/>\n"
-        f"<text x='16' y='24' font-size='16' font-weight='bold' {FONT}>{escape(title)}</text>\n"
-        + "\n".join(body)
-        + "\n</svg>\n"
+        f"<TD PORT='{port}' BGCOLOR='{fill}'{border} CELLPADDING='9'>"
+        f"{_html(action.name)}<BR/><FONT POINT-SIZE='9' COLOR='#475569'>{_html(action.detail)}</FONT></TD>"
     )
+
+
+def _scan_gate(stages: list[PipelineStage]) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(stage, action) of the security scan and of the first deployment that waits for it."""
+    scan: tuple[int, int] | None = None
+    for s_index, stage in enumerate(stages):
+        for a_index, action in enumerate(stage.actions):
+            if scan is None and "SecurityScan" in action.name:
+                scan = (s_index, a_index)
+            elif scan is not None and action.category == "Deploy":
+                scanned = stages[scan[0]].actions[scan[1]]
+                if s_index > scan[0] or action.run_order > scanned.run_order:
+                    return scan, (s_index, a_index)
+    return None
+
+
+def pipeline_dot(stages: list[PipelineStage], title: str) -> str:
+    """The pipeline as CodePipeline's console shows it, stages top to bottom: one box per stage,
+    its actions in rows by run order (the actions of one row run in parallel), the security scan
+    that gates every deployment, and a legend."""
+    gate = _scan_gate(stages)
+    lines = [
+        "digraph pipeline {",
+        f"  graph [rankdir=TB, label={_quote(title)}, labelloc=t, fontname={FONT}, "
+        "fontsize=16, nodesep=0.4, ranksep=0.45, pad=0.3];",
+        f"  node [shape=plaintext, fontname={FONT}, fontsize=11];",
+        f'  edge [color="#334155", penwidth=1.4, fontname={FONT}, fontsize=10];',
+    ]
+    for s_index, stage in enumerate(stages):
+        orders: dict[int, list[tuple[int, Action]]] = defaultdict(list)
+        for a_index, action in enumerate(stage.actions):
+            orders[action.run_order].append((a_index, action))
+        width = min(PARALLEL_PER_ROW, max(len(group) for group in orders.values()))
+        rows = [
+            f"<TR><TD COLSPAN='{width}' BORDER='0' ALIGN='LEFT'>"
+            f"<B>{_html(stage.name)}</B></TD></TR>"
+        ]
+        for order in sorted(orders):
+            group = orders[order]
+            for first in range(0, len(group), PARALLEL_PER_ROW):
+                chunk = group[first : first + PARALLEL_PER_ROW]
+                cells = [
+                    _cell(action, f"a{a_index}", gate is not None and gate[0] == (s_index, a_index))
+                    for a_index, action in chunk
+                ]
+                if len(chunk) < width:
+                    cells.append(f"<TD COLSPAN='{width - len(chunk)}' BORDER='0'></TD>")
+                rows.append("<TR>" + "".join(cells) + "</TR>")
+                scan_here = gate is not None and any(gate[0] == (s_index, a) for a, _ in chunk)
+                if scan_here and gate is not None and gate[1][0] == s_index:
+                    # The deploys of this stage come in the rows below the scan.
+                    rows.append(
+                        f"<TR><TD COLSPAN='{width}' BORDER='0'><FONT COLOR='#b91c1c'>"
+                        "&#8595; the rows below run only after the scan passed</FONT></TD></TR>"
+                    )
+        table = (
+            "<<TABLE BORDER='1' COLOR='#94a3b8' STYLE='rounded' CELLBORDER='1' CELLSPACING='5' "
+            "BGCOLOR='#ffffff'>" + "".join(rows) + "</TABLE>>"
+        )
+        lines.append(f"  s{s_index} [label={table}];")
+    gated_edge = None
+    if gate is not None:
+        (scan_stage, scan_action), (deploy_stage, deploy_action) = gate
+        if deploy_stage == scan_stage + 1:
+            gated_edge = scan_stage
+        elif deploy_stage != scan_stage:  # in the same stage, the rows say it (above)
+            lines.append(
+                f"  s{scan_stage}:a{scan_action} -> s{deploy_stage}:a{deploy_action} "
+                '[color="#b91c1c", style=dashed, penwidth=2, constraint=false];'
+            )
+    for s_index in range(1, len(stages)):
+        style = ""
+        if gated_edge == s_index - 1:
+            style = ' [color="#b91c1c", penwidth=2.2, label="  only after the scan passed"]'
+        lines.append(f"  s{s_index - 1} -> s{s_index}{style};")
+    categories = sorted({a.category for stage in stages for a in stage.actions})
+    legend_rows = [
+        "<TR><TD BORDER='0' ALIGN='LEFT' COLSPAN='2'><B>Legend</B></TD></TR>",
+        *[
+            f"<TR><TD BGCOLOR='{COLOURS.get(c, '#f1f5f9')}' WIDTH='28'> </TD>"
+            f"<TD BORDER='0' ALIGN='LEFT'>{_html(CATEGORY_NAMES.get(c, c))}</TD></TR>"
+            for c in categories
+        ],
+        "<TR><TD BORDER='3' COLOR='#b91c1c' WIDTH='28'> </TD><TD BORDER='0' ALIGN='LEFT'>"
+        "security scan: until it passes, nothing is deployed</TD></TR>",
+        "<TR><TD BORDER='0' ALIGN='LEFT' COLSPAN='2'>Actions side by side in a stage run in "
+        "parallel;</TD></TR>",
+        "<TR><TD BORDER='0' ALIGN='LEFT' COLSPAN='2'>rows and stages run top to bottom.</TD></TR>",
+    ]
+    lines.append(
+        "  legend [label=<<TABLE BORDER='1' COLOR='#94a3b8' STYLE='rounded' CELLSPACING='5' "
+        "CELLPADDING='4'>" + "".join(legend_rows) + "</TABLE>>];"
+    )
+    last = f"s{len(stages) - 1}"
+    lines.append(f"  {{ rank=same; {last}; legend; }}")
+    lines.append(f"  {last} -> legend [style=invis, minlen=2];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def draw_pipeline(stages: list[PipelineStage], title: str) -> str:
-    column, gap, top = 232, 36, 50
-    body: list[str] = []
-    height = 0
-    for index, stage in enumerate(stages):
-        x = 16 + index * (column + gap)
-        orders: dict[int, list[Action]] = defaultdict(list)
-        for action in stage.actions:
-            orders[action.run_order].append(action)
-        body.append(
-            f"<text x='{x}' y='{top}' font-size='13' font-weight='bold' {FONT}>{escape(stage.name)}</text>"
-        )
-        y = top + 10
-        for order in sorted(orders):
-            group = orders[order]
-            # Parallel actions stack inside one dashed frame, so every name stays readable.
-            inset = 6 if len(group) > 1 else 0
-            if inset:
-                body.append(
-                    f"<rect x='{x}' y='{y}' width='{column}' height='{len(group) * 52 + 6}' "
-                    "rx='8' fill='none' stroke='#64748b' stroke-dasharray='4,3'/>"
-                )
-            width = column - 2 * inset
-            for i, action in enumerate(group):
-                fill = COLOURS.get(action.category, "#f1f5f9")
-                chars = width // 7
-                lines = [action.name[:chars], action.detail[:chars]]
-                body.append(_box(x + inset, y + inset + i * 52, width, 46, fill, lines))
-            y += len(group) * 52 + 2 * inset + 6
-        height = max(height, y)
-        if index:
-            body.append(_arrow(x - gap + 2, top + 33, x - 4, top + 33))
-    width = 16 + len(stages) * (column + gap)
-    legend = (
-        "Actions in a dashed frame run in parallel; otherwise actions run top to bottom "
-        "and stages left to right."
-    )
-    body.append(f"<text x='16' y='{height + 24}' font-size='11' {FONT}>{legend}</text>")
-    return _svg(width, height + 40, body, title)
+    return render(pipeline_dot(stages, title))
 
 
-def draw_trust(pipeline_account: str, trusts: list[Trust], title: str) -> str:
-    body: list[str] = []
-    accounts = sorted({t.target_account for t in trusts})
-    body.append(
-        _box(
-            16,
-            60,
-            250,
-            80,
-            "#e0e7ff",
-            [
-                f"Pipeline account {pipeline_account}",
-                "pipeline, CodeBuild and",
-                "asset-publishing roles",
-            ],
-        )
+@dataclass(frozen=True)
+class Target:
+    """One account and region the pipeline deploys to, as the picture shows it."""
+
+    account: str
+    region: str
+    stages: tuple[str, ...]
+    production: bool
+    lookup_trusted: bool
+    roles: dict[str, str]  # kind (deploy, cfn-exec, ...) -> role name found in the assembly
+    execution_policies: tuple[str, ...]
+    boundary: str | None
+
+
+@dataclass(frozen=True)
+class TrustModel:
+    pipeline_account: str
+    pipeline_region: str
+    support: tuple[tuple[str, str], ...]  # (region, stack name) of cross-region support stacks
+    targets: tuple[Target, ...]
+
+
+_ROLE = re.compile(
+    r"cdk-[a-z0-9]+-(deploy|cfn-exec|file-publishing|image-publishing|lookup)-role-(\d{12})-([a-z0-9-]+)"
+)
+
+
+def read_trust_model(cloud_assembly: Path, config: DeploymentConfig) -> TrustModel:
+    """Accounts, regions and roles from the cloud assembly; stage names, the production flag and
+    the bootstrap's trust (lookups, execution policies, boundary) from the config it was
+    synthesized from."""
+    from ops.bootstrap import plan
+
+    roles: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for path in sorted(cloud_assembly.rglob("*.json")):
+        if path.name == "tree.json":
+            continue
+        for match in _ROLE.finditer(path.read_text()):
+            roles[(match[2], match[3])][match[1]] = match[0]
+    manifest = json.loads((cloud_assembly / "manifest.json").read_text())
+    support = sorted(
+        (str(artifact["environment"]).rsplit("/", 1)[1], str(artifact["properties"]["stackName"]))
+        for name, artifact in manifest.get("artifacts", {}).items()
+        if name.startswith("cross-region-stack-")
     )
-    y = 60
-    for account in accounts:
-        roles = [t for t in trusts if t.target_account == account]
-        height = 30 + 22 * len(roles)
-        body.append(_box(420, y, 640, height, "#dcfce7", [f"Target account {account}"]))
-        for i, trust in enumerate(roles):
-            ry = y + 26 + 22 * i
-            body.append(
-                f"<text x='440' y='{ry + 12}' font-size='12' {FONT}>{escape(trust.role)}</text>"
+    bootstrap = plan(config)
+    lookups = {
+        (argv[2].split("/")[2], argv[2].split("/")[3])
+        for _, argv in bootstrap.commands
+        if "--trust-for-lookup" in argv
+    }
+    policies = {account.account: account for account in bootstrap.accounts}
+    environments: dict[tuple[str, str], list[str]] = defaultdict(list)
+    production: dict[tuple[str, str], bool] = defaultdict(bool)
+    for stage in config.stages:
+        environments[(stage.account, stage.region)].append(stage.name)
+        production[(stage.account, stage.region)] |= stage.production
+    targets = []
+    for (account, region), names in environments.items():
+        owner = policies.get(account)
+        targets.append(
+            Target(
+                account,
+                region,
+                tuple(names),
+                production[(account, region)],
+                (account, region) in lookups,
+                dict(sorted(roles.get((account, region), {}).items())),
+                tuple(p.name for p in owner.execution_policies) if owner else (),
+                next((p.name for p in owner.policies if p.boundary), None) if owner else None,
             )
-            if trust.source == "pipeline":
-                body.append(_arrow(266, 100, 436, ry + 8, "", dashed="publishing" in trust.via))
-            else:
-                body.append(
-                    f"<text x='760' y='{ry + 12}' font-size='11' fill='#475569' {FONT}>"
-                    f"{escape(trust.via)}</text>"
-                )
-        y += height + 20
-    notes = [
-        "Solid: the pipeline assumes the target's deploy role (cdk bootstrap --trust <pipeline account>).",
-        "Dashed: asset publishing roles. The deploy role passes the CloudFormation execution role,",
-        "which holds only the project's execution policies; stage roles carry the permissions boundary.",
-        "Lookup roles: only non-production targets trust the pipeline account for lookups.",
-    ]
-    for i, note in enumerate(notes):
-        body.append(
-            f"<text x='16' y='{y + 20 + 15 * i}' font-size='11' {FONT}>{escape(note)}</text>"
         )
-    return _svg(1080, y + 85, body, title)
+    return TrustModel(
+        config.pipeline.account, config.pipeline.region, tuple(support), tuple(targets)
+    )
+
+
+ROLE_LABELS = {
+    "deploy": "deploy role",
+    "publishing": "asset publishing roles",
+    "lookup": "lookup role",
+    "cfn-exec": "CloudFormation execution role",
+}
+
+
+def trust_dot(model: TrustModel, title: str) -> str:
+    """The trust map: the pipeline account on the left (with its cross-region support stacks),
+    each target account and region on the right with its stages, production flag and roles, and
+    who may assume or pass what."""
+    lines = [
+        "digraph trust {",
+        f"  graph [rankdir=LR, label={_quote(title)}, labelloc=t, fontname={FONT}, "
+        "fontsize=16, nodesep=0.25, ranksep=1.0, pad=0.3, newrank=true];",
+        f'  node [shape=box, style="rounded,filled", fontname={FONT}, fontsize=10, '
+        'fillcolor="#ffffff", color="#475569", margin="0.22,0.08"];',
+        f'  edge [color="#334155", fontname={FONT}, fontsize=9];',
+        "  subgraph cluster_pipeline {",
+        f"    label={_quote(f'Pipeline account {model.pipeline_account}, {model.pipeline_region}')};",
+        f'    style="rounded,filled"; fillcolor="#e0e7ff"; color="#4338ca"; fontname={FONT};',
+        '    pipeline [label="pipeline, CodeBuild and\\nasset-publishing roles"];',
+    ]
+    for region, stack in model.support:
+        text = f"cross-region support stack\n{stack}\n(artifact bucket in {region})"
+        lines.append(f"    support_{_id(region)} [label={_quote(text)}, shape=cylinder];")
+    legend = (
+        "Solid: the pipeline assumes the deploy role\n(cdk bootstrap --trust).\n"
+        "Dashed: asset publishing.\nDotted: lookups, trusted only in\nnon-production targets.\n"
+        "The deploy role passes the execution role\nto CloudFormation: only the project's\n"
+        "execution policies, and roles only with\nthe permissions boundary.\n"
+        "Red frame: a production target."
+    )
+    lines.append(f'    legend [shape=note, label={_quote(legend)}, fillcolor="#f8fafc"];')
+    lines.append("    pipeline -> legend [style=invis];")
+    for region, _ in model.support:
+        lines.append(f"    pipeline -> support_{_id(region)} [style=invis];")
+    lines.append("  }")
+    for index, target in enumerate(model.targets):
+        flag = "PRODUCTION" if target.production else "non-production"
+        label = (
+            f"Target account {target.account}, {target.region}\n{flag}: {', '.join(target.stages)}"
+        )
+        colour = "#b91c1c" if target.production else "#15803d"
+        fill = "#fef2f2" if target.production else "#f0fdf4"
+        prefix = f"t{index}"
+        lines += [
+            f"  subgraph cluster_{prefix} {{",
+            f'    label={_quote(label)}; style="rounded,filled"; fillcolor="{fill}"; '
+            f'color="{colour}"; penwidth={2.5 if target.production else 1}; fontname={FONT};',
+        ]
+        roles = dict(target.roles)
+        publishing = [roles.pop(k) for k in ("file-publishing", "image-publishing") if k in roles]
+        nodes: dict[str, str] = {}
+        for kind, role in roles.items():
+            text = f"{ROLE_LABELS.get(kind, kind)}\n{role}"
+            extra = ""
+            if kind == "cfn-exec" and target.execution_policies:
+                text += "\nexecution policies:\n" + ", ".join(target.execution_policies)
+            if kind == "lookup" and not target.lookup_trusted:
+                text += "\nnot trusted by the pipeline account"
+                extra = ', fillcolor="#e2e8f0", fontcolor="#475569", style="rounded,filled,dashed"'
+            nodes[kind] = f"{prefix}_{_id(kind)}"
+            lines.append(f"    {nodes[kind]} [label={_quote(text)}{extra}];")
+        if publishing:
+            nodes["publishing"] = f"{prefix}_publishing"
+            text = ROLE_LABELS["publishing"] + "\n" + "\n".join(publishing)
+            lines.append(f"    {nodes['publishing']} [label={_quote(text)}];")
+        if target.boundary and "cfn-exec" in nodes:
+            text = f"stage roles (task, hooks, ...)\nonly with the permissions boundary\n{target.boundary}"
+            lines.append(
+                f'    {prefix}_roles [label={_quote(text)}, style="rounded,filled,dashed"];'
+            )
+            lines.append(f'    {nodes["cfn-exec"]} -> {prefix}_roles [label="creates"];')
+        if "deploy" in nodes and "cfn-exec" in nodes:
+            lines.append(f'    {nodes["deploy"]} -> {nodes["cfn-exec"]} [label="passes"];')
+        lines.append("  }")
+        if "deploy" in nodes:
+            lines.append(f'  pipeline -> {nodes["deploy"]} [label="assumes", penwidth=1.8];')
+        if "publishing" in nodes:
+            lines.append(f"  pipeline -> {nodes['publishing']} [style=dashed];")
+        if "lookup" in nodes:
+            style = "dotted" if target.lookup_trusted else "invis"
+            lines.append(f"  pipeline -> {nodes['lookup']} [style={style}];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _id(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", text)
+
+
+def draw_trust(model: TrustModel, title: str) -> str:
+    return render(trust_dot(model, title))
+
+
+DEFAULT_CONFIG = "config/default.toml"
+OTHER_CONFIG_OUT = ROOT / "build" / "diagram"
+
+
+def synthesized_from(template: dict[str, Any]) -> tuple[str, str]:
+    """The config and suffix a cloud assembly was synthesized from, as its pipeline's synth step
+    repeats them (`make synth CONFIG=... SUFFIX=...`)."""
+    text = json.dumps(template)
+    match = re.search(r"make synth CONFIG=(?:'([^']*)'|([^\s\\\"]+))(?: SUFFIX=([a-z0-9]+))?", text)
+    if match is None:
+        raise DiagramError("the pipeline template has no `make synth` step; run `make synth`.")
+    return match[1] or match[2], match[3] or ""
+
+
+def _shown(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,23 +447,42 @@ def main(argv: list[str] | None = None) -> int:
         description="Draw the pipeline and the trust map from cdk.out."
     )
     parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")
-    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write (default: docs/ for the default config, else build/diagram/)",
+    )
     args = parser.parse_args(argv)
     try:
         template = pipeline_template(args.cdk_out)
         stages = read_stages(template)
-        account, trusts = read_trust(args.cdk_out, template)
-    except DiagramError as error:
+        config, suffix = synthesized_from(template)
+        model = read_trust_model(args.cdk_out, load_config(ROOT / config))
+        pipeline_svg_text = draw_pipeline(stages, "Pipeline: stages and actions")
+        trust_svg_text = draw_trust(model, "Trust between the accounts")
+    except (DiagramError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.out is None:
+        # docs/ holds the pictures of the default config, committed; never overwrite them with
+        # another deployment's.
+        args.out = DOCS if (config, suffix) == (DEFAULT_CONFIG, "") else OTHER_CONFIG_OUT
+        if args.out != DOCS:
+            print(
+                f"{args.cdk_out.name}/ was synthesized from {config}"
+                f"{f' with suffix {suffix}' if suffix else ''}, not from {DEFAULT_CONFIG}: "
+                f"drawing into {_shown(args.out)}/ (docs/ keeps the default config's "
+                "pictures)."
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     pipeline_svg = args.out / "pipeline.svg"
     trust_svg = args.out / "trust.svg"
-    pipeline_svg.write_text(draw_pipeline(stages, "Pipeline: stages and actions"))
-    trust_svg.write_text(draw_trust(account, trusts, "Trust between accounts"))
+    pipeline_svg.write_text(pipeline_svg_text)
+    trust_svg.write_text(trust_svg_text)
     print(f"Wrote {pipeline_svg} and {trust_svg}.")
     return 0
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

@@ -3,7 +3,9 @@ fails for reasons outside the code).
 
 For the config, with the operator's credentials (the `profile` of each account, or the default
 credentials), it checks:
-  - the credentials work and belong to the account they are used for;
+  - the credentials work and belong to the account they are used for (`--profile`, make's
+    PROFILE, stands in for the pipeline account's);
+  - each stage's availability zones exist in its account;
   - every account and region the pipeline deploys to is bootstrapped, under the project's
     qualifier, at the version the app needs; each target trusts the pipeline account; every account
     runs CloudFormation with the project's execution policies rather than AdministratorAccess;
@@ -27,6 +29,7 @@ from typing import Any
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
+from ops import quiet_interrupts
 from ops.bootstrap import Account, current_document, plan
 
 DEFAULT_REQUIRED_VERSION = 8
@@ -72,6 +75,13 @@ def _is_no_credentials(error: Exception) -> bool:
     }
 
 
+def _is_network_error(error: Exception) -> bool:
+    """botocore's errors for a request that never got an answer (no route, DNS, proxy, TLS,
+    timeouts): the credentials may be fine, the network is not."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"HTTPClientError", "EndpointConnectionError", "ConnectTimeoutError"})
+
+
 def check_credentials(session: Any, account: str, profile: str | None) -> Check:
     where = f"{account}" + (f" (profile {profile})" if profile else "")
     try:
@@ -79,6 +89,15 @@ def check_credentials(session: Any, account: str, profile: str | None) -> Check:
     except Exception as error:
         if _is_no_credentials(error):
             raise MissingCredentialsError(str(error)) from error
+        if _is_network_error(error):
+            return Check(
+                "credentials",
+                where,
+                False,
+                f"cannot reach AWS STS: {type(error).__name__}",
+                "check the network connection, proxy (HTTPS_PROXY) and VPN, then run "
+                "make doctor again",
+            )
         return Check(
             "credentials",
             where,
@@ -249,6 +268,39 @@ def _actions(statement: dict[str, Any]) -> list[str]:
     return list(action) if isinstance(action, list) else [action]
 
 
+def check_zones(session: Any, account: str, region: str, zones: list[str]) -> Check:
+    """The configured zones exist in this account: zone names are mapped per account, and a
+    newer account may lack a zone that an older one has."""
+    where = f"{account}/{region}"
+    try:
+        answer = session.client("ec2").describe_availability_zones(
+            Filters=[{"Name": "zone-type", "Values": ["availability-zone"]}]
+        )
+    except Exception as error:
+        return Check(
+            "availability zones",
+            where,
+            False,
+            f"cannot list them: {_error_code(error)}",
+            "allow ec2:DescribeAvailabilityZones for your credentials",
+        )
+    available = sorted(
+        zone["ZoneName"]
+        for zone in answer["AvailabilityZones"]
+        if zone.get("State", "available") == "available"
+    )
+    missing = [zone for zone in zones if zone not in available]
+    if missing:
+        return Check(
+            "availability zones",
+            where,
+            False,
+            f"{', '.join(missing)} not available in this account",
+            f"choose availability_zones among {', '.join(available)}",
+        )
+    return Check("availability zones", where, True, ", ".join(zones))
+
+
 def check_connection(session: Any, arn: str) -> Check:
     client = session.client("codeconnections")
     try:
@@ -391,6 +443,11 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
                 )
             )
     for stage in config.stages:
+        if stage.account in sessions:
+            session = session_for(sessions[stage.account], stage.region)
+            checks.append(
+                check_zones(session, stage.account, stage.region, list(stage.availability_zones))
+            )
         if stage.service.certificate_arn and stage.account in sessions:
             session = session_for(sessions[stage.account], stage.region)
             checks.append(
@@ -419,9 +476,17 @@ def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session)
     parser = argparse.ArgumentParser(description="Preflight the accounts of a deployment config.")
     parser.add_argument("config", type=Path)
     parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")
+    parser.add_argument(
+        "--profile",
+        help="AWS CLI profile for the pipeline account (make deploy's PROFILE), instead of the "
+        "config's pipeline.profile: the doctor checks the credentials the deploy will use",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        if args.profile:
+            pipeline = config.pipeline.model_copy(update={"profile": args.profile})
+            config = config.model_copy(update={"pipeline": pipeline})
         checks = run(config, session_for, required_bootstrap_version(args.cdk_out))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -429,8 +494,9 @@ def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session)
     except MissingCredentialsError as error:
         print(
             f"error: no AWS credentials available ({error}). The doctor checks the real accounts: "
-            "set `profile` for each account in the config (AWS CLI profiles), or export "
-            "AWS_PROFILE / AWS credentials, then run `make doctor` again.",
+            "set `profile` for each account in the config (AWS CLI profiles), pass "
+            "PROFILE=<profile> for the pipeline account, or export AWS_PROFILE / AWS "
+            "credentials, then run `make doctor` again.",
             file=sys.stderr,
         )
         return 2
@@ -446,4 +512,5 @@ def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session)
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from components.image_assets import (
 )
 from configuration.toolchain import ROOT
 from ops import pin_base
+from ops.waivers import merged_ignore_file
 
 LOCK = ROOT / "policies" / "trivy.lock.json"
 IGNORE_FILE = ROOT / ".trivyignore.yaml"
@@ -256,18 +258,15 @@ def _secrets(report: dict[str, Any]) -> list[Finding]:
 
 
 def _misconfigurations(report: dict[str, Any]) -> list[Finding]:
-    findings = []
+    findings: dict[Finding, None] = {}  # each finding once, in Trivy's order
     for result in report.get("Results") or []:
         for item in result.get("Misconfigurations") or []:
             if item.get("Severity") not in SEVERITIES or item.get("Status", "FAIL") != "FAIL":
                 continue
-            cause = item.get("CauseMetadata") or {}
-            resource = cause.get("Resource") or ""
-            where = f" ({resource})" if resource and "/" not in resource else ""
-            findings.append(
-                Finding(item["ID"], item["Severity"], result["Target"], where, item["Title"])
-            )
-    return findings
+            where = _resource(item.get("CauseMetadata") or {})
+            finding = Finding(item["ID"], item["Severity"], result["Target"], where, item["Title"])
+            findings[finding] = None
+    return list(findings)
 
 
 def image_findings(report: dict[str, Any]) -> list[Finding]:
@@ -303,6 +302,22 @@ def record_digest(sbom: Path, reference: str) -> None:
         {"name": SBOM_DIGEST_PROPERTY, "value": reference}
     )
     sbom.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _resource(cause: dict[str, Any]) -> str:
+    """Where a misconfiguration is: for a template, the resource's logical id and its line (Trivy
+    names the resource by file and lines only, so two listeners of one template would otherwise
+    print as the same finding twice); for a Dockerfile, the instruction's line."""
+    resource = str(cause.get("Resource") or "")
+    line = cause.get("StartLine")
+    if resource and "/" not in resource:
+        return f" ({resource})"
+    for code in (cause.get("Code") or {}).get("Lines") or []:
+        if code.get("FirstCause"):
+            match = re.match(r'\s*"([A-Za-z0-9]+)"\s*:', str(code.get("Content", "")))
+            if match:
+                return f" ({match[1]}, line {line})"
+    return f":{line}" if line else ""
 
 
 class Registry(Protocol):
@@ -497,8 +512,10 @@ def main(
     try:
         version = verify_trivy(trivy_binary)
         print(f"Trivy {version}, SHA-256 verified against {LOCK.relative_to(ROOT)}.")
+        # The config's own waivers (plain_http_reason), recorded by synth (ops/waivers.py).
+        ignore = merged_ignore_file(IGNORE_FILE, args.cdk_out, args.reports)
         ok = run(
-            trivy=Trivy(trivy_binary, args.reports),
+            trivy=Trivy(trivy_binary, args.reports, ignore),
             cloud_assembly=args.cdk_out,
             images=ImageScan(registry or EcrRegistry()) if args.image else None,
             today=today(),

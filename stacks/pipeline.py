@@ -75,7 +75,9 @@ class PipelineStack(Stack):
 
         access_logs = LogBucket(self, "AccessLogs", removal_policy=RemovalPolicy.RETAIN)
 
-        synth_context = f"CONFIG={config_path}" + (f" SUFFIX={suffix[1:]}" if suffix else "")
+        synth_context = f"CONFIG={shlex.quote(config_path)}" + (
+            f" SUFFIX={suffix[1:]}" if suffix else ""
+        )
         synth = pipelines.CodeBuildStep(
             "Synth",
             input=source,

@@ -73,6 +73,43 @@ def test_config_outside_the_repository_is_refused(
     assert "must be inside the repository" in line
 
 
+def test_link_inside_the_repository_to_a_file_outside_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "elsewhere.toml"
+    outside.write_text(DEFAULT_CONFIG.read_text())
+    link = ROOT / "config" / ".link-test.toml"
+    link.symlink_to(outside)
+    try:
+        line = _refusal(tmp_path, {"config": "config/.link-test.toml"}, capsys)
+    finally:
+        link.unlink()
+    assert f"config/.link-test.toml: a symbolic link to {outside}, which is outside" in line
+    assert "copy the file under config/" in line
+
+
+def test_an_expired_plain_http_waiver_is_refused_at_synth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = ROOT / "tests" / "fixtures" / ".expired.toml"
+    path.write_text(
+        DEFAULT_CONFIG.read_text().replace(
+            '\ncertificate_arn = "arn:aws:acm:eu-west-1:222222222222',
+            '\nplain_http_reason = "Reached only by the team through the load balancer name."'
+            "\nplain_http_expires = 2020-01-01"
+            '\n# certificate_arn = "arn:aws:acm:eu-west-1:222222222222',
+        )
+    )
+    try:
+        line = _refusal(tmp_path, {"config": "tests/fixtures/.expired.toml"}, capsys)
+    finally:
+        path.unlink()
+    assert line.startswith(
+        "error: tests/fixtures/.expired.toml: stages[0].service.plain_http_expires = 2020-01-01: "
+        "the stage's plain-HTTP waiver (plain_http_reason) expired"
+    )
+
+
 def test_bad_suffix_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _refusal(tmp_path, {"suffix": "Not OK"}, capsys)
     assert "context 'suffix' = 'Not OK'" in line
@@ -93,3 +130,51 @@ def test_a_bake_shorter_than_the_alarms_need_is_refused_after_synthesis(
         path.unlink()
     assert ".short-bake.toml: invalid config (1 problem)" in line
     assert "stages[0].release.bake_minutes = 3" in line and "at least 4 minutes" in line
+
+
+def test_a_vpc_lookup_without_credentials_says_what_to_do_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """Through the real CLI, as `make synth` runs it: the lookup fails for want of credentials."""
+    config = ROOT / "tests" / "fixtures" / ".vpc-lookup.toml"
+    config.write_text(
+        DEFAULT_CONFIG.read_text()
+        .replace("nat_gateways = 3", 'nat_gateways = 3\nvpc_id = "vpc-0123456789abcdef0"')
+        .replace(
+            "max_p99_latency_ms = 1000",
+            'max_p99_latency_ms = 1000\ntest_cidrs = ["203.0.113.1/32"]',
+        )
+    )
+    context = ROOT / "cdk.context.json"
+    before = context.read_text() if context.exists() else None  # a user's committed lookups
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env |= {
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ops.synth", "--config", str(config.relative_to(ROOT))],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        config.unlink()
+        (ROOT / "validation-report.json").unlink(missing_ok=True)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert (
+        "stage 'prod' looks up network.vpc_id = 'vpc-0123456789abcdef0' in account 333333333333"
+        in errors[0]
+    )
+    assert "then commit cdk.context.json" in errors[0]
+    assert "acknowledge" not in result.stderr.lower()
+    after = context.read_text() if context.exists() else None
+    assert after == before, "no empty cdk.context.json is left behind, and no other is changed"
+    assert not (ROOT / ".cdk.out.partial").exists()

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from configuration import ConfigError, load_config
+from configuration import ConfigError, load_config, repository_config
 
-from ..conftest import DEFAULT_CONFIG, FIXTURES
+from ..conftest import DEFAULT_CONFIG, FIXTURES, ROOT
 
 DEFAULT_TEXT = DEFAULT_CONFIG.read_text()
 
@@ -52,7 +52,7 @@ BAD_VALUES = [
         'account = "333333333333"',
         "account = 333333333333",
         "stages[1].account",
-        "string",
+        'expected text in quotes, as in account = "333333333333"',
     ),
     (
         "unknown region",
@@ -115,10 +115,101 @@ BAD_VALUES = [
         'repository = "example-org/webapp-delivery"',
         'repository = "webapp"',
         "pipeline.source.repository",
-        "pattern",
+        "expected a GitHub repository as 'owner/name'",
     ),
-    ("stage name with capitals", 'name = "prod"', 'name = "Prod"', "stages[1].name", "pattern"),
-    ("stage name with a space", 'name = "prod"', 'name = "pro d"', "stages[1].name", "pattern"),
+    (
+        "stage name with capitals",
+        'name = "prod"',
+        'name = "Prod"',
+        "stages[1].name = 'Prod'",
+        "expected lower-case letters, digits and hyphens",
+    ),
+    (
+        "stage name with a space",
+        'name = "prod"',
+        'name = "pro d"',
+        "stages[1].name",
+        "expected lower-case letters, digits and hyphens",
+    ),
+    (
+        "project with capitals",
+        'project = "webapp"',
+        'project = "WebApp"',
+        "pipeline.project",
+        "expected lower-case letters, digits and hyphens",
+    ),
+    (
+        "domain with a space",
+        'domain_name = "webapp.example.com"',
+        'domain_name = "webapp example.com"',
+        "stages[1].service.domain_name",
+        "expected a lower-case domain name",
+    ),
+    (
+        "environment variable name in lower case",
+        "desired_count = 3",
+        'desired_count = 3\nenvironment = { log_level = "debug" }',
+        "stages[1].service.environment.log_level",
+        "expected an environment variable name",
+    ),
+    (
+        "environment value not quoted",
+        "desired_count = 3",
+        "desired_count = 3\nenvironment = { WORKERS = 4 }",
+        "stages[1].service.environment.WORKERS",
+        'expected text in quotes, as in WORKERS = "4"',
+    ),
+    (
+        "cidr with host bits set",
+        'cidr = "10.10.0.0/16"',
+        'cidr = "10.10.3.0/16"',
+        "stages[0].network.cidr",
+        "has host bits set: the address of a /16 network ends in zero bits, so expected "
+        "'10.10.0.0/16'",
+    ),
+    (
+        "test network with host bits set",
+        "max_5xx_percent = 2.0",
+        'max_5xx_percent = 2.0\ntest_cidrs = ["203.0.113.5/28"]',
+        "stages[0].release.test_cidrs",
+        "expected '203.0.113.0/28'",
+    ),
+    (
+        "canary percent with blue/green",
+        'strategy = "blue_green"            #',
+        'strategy = "blue_green"\ncanary_percent = 20 #',
+        "stages[0].release.canary_percent",
+        "canary_percent applies only to strategy = 'canary', but this stage's strategy is "
+        "'blue_green'",
+    ),
+    (
+        "linear percent with canary",
+        'strategy = "blue_green"            #',
+        'strategy = "canary"\nlinear_percent = 20 #',
+        "stages[0].release.linear_percent",
+        "applies only to strategy = 'linear'",
+    ),
+    (
+        "step minutes with blue/green",
+        'strategy = "blue_green"\nbake_minutes = 10',
+        'strategy = "blue_green"\nstep_minutes = 5\nbake_minutes = 10',
+        "stages[1].release.step_minutes",
+        "applies only to strategy = 'canary' or 'linear'",
+    ),
+    (
+        "production in the account of a non-production stage",
+        ('account = "333333333333"', "eu-west-1:333333333333:certificate"),
+        ('account = "222222222222"', "eu-west-1:222222222222:certificate"),
+        "stages[1].account",
+        "same account as the non-production stage 'staging'",
+    ),
+    (
+        "production in the wave of a non-production stage",
+        ("approval = false", "approval = true"),
+        ('approval = false\nwave = "all"', 'approval = true\nwave = "all"'),
+        "stages[1].wave",
+        "same wave as the non-production stage 'staging'",
+    ),
     ("duplicate stage name", 'name = "prod"', 'name = "staging"', "stages[1].name", "unique"),
     (
         "project too long",
@@ -174,9 +265,9 @@ BAD_VALUES = [
     (
         "cidr not a network",
         'cidr = "10.10.0.0/16"',
-        'cidr = "10.10.0.1/16"',
+        'cidr = "10.10.0/16x"',
         "stages[0].network.cidr",
-        "CIDR",
+        "is not an IPv4 network in CIDR notation such as '10.0.0.0/16'",
     ),
     (
         "more NAT gateways than zones",
@@ -197,7 +288,7 @@ BAD_VALUES = [
         "nat_gateways = 3",
         'nat_gateways = 3\nvpc_id = "vpc-xyz"',
         "stages[1].network.vpc_id",
-        "pattern",
+        "expected a VPC id",
     ),
     (
         "cluster without its VPC",
@@ -263,6 +354,29 @@ BAD_VALUES = [
         '\nplain_http_reason = "ok"\n# certificate_arn = "arn:aws:acm:',
         "stages[0].service.plain_http_reason",
         "at least 20",
+    ),
+    (
+        "plain HTTP without an end to its waiver",
+        '\ncertificate_arn = "arn:aws:acm:',
+        '\nplain_http_reason = "Reached only by the team through the load balancer name."'
+        '\n# certificate_arn = "arn:aws:acm:',
+        "stages[0].service.plain_http_expires",
+        "needs an end: expected plain_http_expires = YYYY-MM-DD",
+    ),
+    (
+        "an end without a plain HTTP waiver",
+        'domain_name = "webapp.example.com"',
+        'domain_name = "webapp.example.com"\nplain_http_expires = 2027-01-01',
+        "stages[1].service.plain_http_expires = '2027-01-01'",
+        "goes with plain_http_reason",
+    ),
+    (
+        "an end given as text",
+        '\ncertificate_arn = "arn:aws:acm:',
+        '\nplain_http_reason = "Reached only by the team through the load balancer name."'
+        '\nplain_http_expires = "2027-01-01"\n# certificate_arn = "arn:aws:acm:',
+        "stages[0].service.plain_http_expires",
+        "date",
     ),
     (
         "certificate without its domain",
@@ -332,14 +446,14 @@ BAD_VALUES = [
         'smoke_checks = [{ path = "/", status = 200 }]',
         'smoke_checks = [{ path = "health", status = 200 }]',
         "stages[1].release.smoke_checks[0].path",
-        "pattern",
+        "expected a URL path starting with '/'",
     ),
     (
         "bad notification address",
         "notify_emails = []",
         'notify_emails = ["not-an-address"]',
         "pipeline.notify_emails[0]",
-        "pattern",
+        "expected an e-mail address",
     ),
     (
         "imported VPC without test sources",
@@ -379,6 +493,7 @@ def test_bad_value_is_refused_with_file_field_and_expectation(
     assert words in message, message
     assert "\n" not in message, "one paragraph"
     assert "Traceback" not in message
+    assert "pattern" not in message and "^" not in message, "no regular expression"
 
 
 def test_message_shows_the_offending_value(tmp_path: Path) -> None:
@@ -492,3 +607,119 @@ def test_the_qualifier_defaults_to_the_project_name(
     path = tmp_path / "config.toml"
     path.write_text(DEFAULT_TEXT.replace('project = "webapp"', f'project = "{project}"'))
     assert load_config(path).pipeline.qualifier == qualifier
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        '{ DB_PASSWORD = "hunter2-s3cr3t" }',
+        '{ API_KEY = "hunter2-s3cr3t" }',
+        '{ LONG = "hunter2-s3cr3t' + "x" * 4100 + '" }',
+        '"hunter2-s3cr3t"',
+    ],
+    ids=["secret-looking name", "unnamed secret, valid", "too long", "not a table"],
+)
+def test_environment_values_are_never_echoed(tmp_path: Path, environment: str) -> None:
+    path = tmp_path / "secret.toml"
+    path.write_text(
+        DEFAULT_TEXT.replace("desired_count = 3", f"desired_count = 3\nenvironment = {environment}")
+    )
+    try:
+        load_config(path)
+    except ConfigError as error:
+        assert "stages[1].service.environment" in str(error)
+        assert "hunter2" not in str(error)
+    else:
+        assert environment.startswith("{ API_KEY"), "only the valid one loads"
+
+
+def test_a_model_pattern_always_comes_with_words() -> None:
+    """pydantic's own pattern constraint reports the regular expression: the model uses none."""
+    from pydantic import BaseModel
+
+    import configuration.model as model
+
+    def constraints(annotation: object) -> list[object]:
+        found: list[object] = list(getattr(annotation, "__metadata__", ()))
+        for argument in getattr(annotation, "__args__", ()) or ():
+            found += constraints(argument)
+        return found
+
+    models = [value for value in vars(model).values() if isinstance(value, type)]
+    for cls in models:
+        if not issubclass(cls, BaseModel):
+            continue
+        for name, field in cls.model_fields.items():
+            for item in [*field.metadata, *constraints(field.annotation)]:
+                assert getattr(item, "pattern", None) is None, f"{cls.__name__}.{name}"
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + DEFAULT_TEXT.encode())
+    assert load_config(path).pipeline.project == "webapp"
+
+
+def test_non_utf8_bytes_are_reported_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(
+        DEFAULT_TEXT.replace('project = "webapp"', 'project = "wébapp"').encode("latin-1")
+    )
+    line = DEFAULT_TEXT[: DEFAULT_TEXT.index('project = "webapp"')].count("\n") + 1
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}: line {line}, column 13: byte 0xe9 is not UTF-8; expected a UTF-8 text file "
+        "(save it as UTF-8 in your editor)."
+    )
+
+
+def test_settings_of_the_chosen_strategy_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "canary.toml"
+    path.write_text(
+        DEFAULT_TEXT.replace(
+            'strategy = "blue_green"            #',
+            'strategy = "canary"\ncanary_percent = 20\nstep_minutes = 4 #',
+        )
+    )
+    release = load_config(path).stages[0].release
+    assert (release.strategy, release.canary_percent, release.step_minutes) == ("canary", 20, 4)
+
+
+def test_non_production_stages_may_share_an_account_and_a_wave(tmp_path: Path) -> None:
+    path = tmp_path / "shared.toml"
+    staging = DEFAULT_TEXT[
+        DEFAULT_TEXT.index("[[stages]]") : DEFAULT_TEXT.index(
+            "[[stages]]", 30 + DEFAULT_TEXT.index("[[stages]]")
+        )
+    ]
+    second = staging.replace('name = "staging"', 'name = "qa"').replace(
+        'cidr = "10.10.0.0/16"', 'cidr = "10.11.0.0/16"'
+    )
+    text = DEFAULT_TEXT.replace(staging, staging + second)
+    text = text.replace("approval = false\n", 'approval = false\nwave = "pre"\n')
+    path.write_text(text)
+    stages = load_config(path).stages
+    assert [(s.name, s.account, s.wave) for s in stages[:2]] == [
+        ("staging", "222222222222", "pre"),
+        ("qa", "222222222222", "pre"),
+    ]
+
+
+def test_an_empty_config_path_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^CONFIG is empty: expected the path of a deployment"):
+        repository_config(" ")
+
+
+def test_a_config_path_is_made_relative_to_the_repository(tmp_path: Path) -> None:
+    assert repository_config(str(DEFAULT_CONFIG)) == "config/default.toml"
+    (tmp_path / "config").mkdir()
+    assert repository_config(str(tmp_path / "config" / "x.toml"), root=tmp_path) == "config/x.toml"
+
+
+def test_the_readme_shows_a_real_refusal(tmp_path: Path) -> None:
+    """The README's example message is what the loader prints (paths aside)."""
+    message = str(_load_edited(tmp_path, "memory = 1024", "memory = 1000"))
+    body = message.split(": invalid config ", 1)[1]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert body in readme, body

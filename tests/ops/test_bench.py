@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from configuration import load_config
-from ops.bench import critical_path, fleet_config, scan_position
+from ops.bench import critical_path, fleet_config, progress, release_table, scan_position
 from ops.diagram import pipeline_template, read_stages
+from service.timing import ServiceTimings, release_phases, release_seconds, service_templates
 
-from ..conftest import Synthesized
+from ..conftest import ROOT, Synthesized
 
 
 def test_critical_path_counts_sequential_actions(default_synth: Synthesized) -> None:
@@ -33,3 +34,34 @@ def test_the_report_says_where_the_scan_sits(default_synth: Synthesized) -> None
 def test_fleet_configs_are_valid(tmp_path: Path) -> None:
     config = load_config(fleet_config(12, directory=tmp_path))
     assert [s.name for s in config.stages][-1] == "target11"
+
+
+def test_each_measurement_is_printed_as_it_finishes() -> None:
+    lines: list[str] = []
+    events: list[str] = []
+
+    def measure() -> float:
+        events.append("measured")
+        return 1.234
+
+    assert progress("default config synth", measure, out=lines.append) == 1.234
+    events.append("next")
+    assert lines[0].startswith("  default config synth: 1.23 s (measured in ")
+    assert events == ["measured", "next"]
+
+
+def test_the_release_table_is_the_readme_one(default_synth: Synthesized) -> None:
+    releases = {
+        name: {
+            "seconds": release_seconds(ServiceTimings.from_template(template)),
+            "phases": [
+                (p.name, p.seconds) for p in release_phases(ServiceTimings.from_template(template))
+            ],
+        }
+        for name, template in service_templates(default_synth.outdir).items()
+    }
+    table = release_table(releases)
+    assert table[0] == "| phase | staging | prod |"
+    readme = (ROOT / "README.md").read_text()
+    for row in table:
+        assert row in readme, f"README's release table differs from `make bench`: {row}"

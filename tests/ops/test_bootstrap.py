@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,15 @@ def test_bad_config_is_refused_cleanly(capsys: pytest.CaptureFixture[str]) -> No
     assert "config file not found" in capsys.readouterr().err
 
 
+def test_config_outside_the_repository_is_refused_as_synth_refuses_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    outside = tmp_path / "mine.toml"
+    outside.write_text(DEFAULT_CONFIG.read_text())
+    assert main([str(outside)]) == 2
+    assert "must be inside the repository" in capsys.readouterr().err
+
+
 @pytest.fixture
 def aws() -> Iterator[Any]:
     with mock_aws():
@@ -200,3 +210,21 @@ def test_apply_creates_policies_then_runs_commands_and_stops_at_a_failure(aws: A
     with pytest.raises(BootstrapError):
         apply(result, lambda profile: aws, run, lines.append)
     assert lines[0].endswith(": unchanged")
+
+
+def test_apply_without_credentials_says_what_to_do_next(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Real botocore, with no credentials anywhere it looks."""
+    monkeypatch.setattr(ops.bootstrap, "BUILD_DIR", tmp_path)
+    for name in [key for key in os.environ if key.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert main([str(DEFAULT_CONFIG), "--apply"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: bootstrap failed: NoCredentialsError: ")
+    assert "set `profile` for it in the config" in err
+    assert "run `make bootstrap APPLY=1` again" in err

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ops.diagram import main, pipeline_template, read_stages, read_trust
+import ops.diagram
+from ops.bench import fleet_config
+from ops.diagram import (
+    draw_pipeline,
+    draw_trust,
+    main,
+    pipeline_template,
+    read_stages,
+    read_trust_model,
+    synthesized_from,
+)
 
-from ..conftest import ROOT, Synthesized
+from ..conftest import DEFAULT_CONFIG, FIXTURES, ROOT, Synthesized
 
 
 def test_stages_and_actions_come_from_the_pipeline_template(default_synth: Synthesized) -> None:
@@ -35,17 +46,30 @@ def test_stages_and_actions_come_from_the_pipeline_template(default_synth: Synth
 
 
 def test_trust_map_names_each_targets_roles(default_synth: Synthesized) -> None:
-    account, trusts = read_trust(default_synth.outdir, pipeline_template(default_synth.outdir))
-    assert account == "111111111111"
-    roles = {(t.target_account, t.role.split(" ")[0]) for t in trusts}
-    for target in ("222222222222", "333333333333"):
-        for role in (
-            "cdk-webapp-deploy-role",
-            "cdk-webapp-cfn-exec-role",
-            "cdk-webapp-image-publishing-role",
-            "cdk-webapp-file-publishing-role",
-        ):
-            assert (target, role) in roles
+    model = read_trust_model(default_synth.outdir, default_synth.config)
+    assert (model.pipeline_account, model.pipeline_region, model.support) == (
+        "111111111111",
+        "eu-west-1",
+        (),
+    )
+    staging, prod = model.targets
+    assert (staging.stages, staging.production, staging.lookup_trusted) == (
+        ("staging",),
+        False,
+        True,
+    )
+    assert (prod.stages, prod.production, prod.lookup_trusted) == (("prod",), True, False)
+    for target in (staging, prod):
+        assert set(target.roles) == {
+            "deploy",
+            "cfn-exec",
+            "file-publishing",
+            "image-publishing",
+            "lookup",
+        }
+        assert target.roles["deploy"] == f"cdk-webapp-deploy-role-{target.account}-eu-west-1"
+        assert target.boundary == "webapp-permissions-boundary"
+        assert target.execution_policies == ("webapp-cfn-execution-1", "webapp-cfn-execution-2")
 
 
 def test_writes_two_valid_svg_files(
@@ -57,8 +81,7 @@ def test_writes_two_valid_svg_files(
         ("pipeline.svg", ["SecurityScan", "Approve-prod"]),
         ("trust.svg", ["Pipeline account 111111111111", "Target account 333333333333"]),
     ):
-        text = (tmp_path / name).read_text()
-        ET.fromstring(text)  # well-formed
+        text = " ".join(ET.fromstring((tmp_path / name).read_text()).itertext())  # well-formed
         for word in words:
             assert word in text
 
@@ -79,3 +102,91 @@ def test_missing_cloud_assembly_is_reported(
 ) -> None:
     assert main(["--cdk-out", str(tmp_path)]) == 2
     assert "run `make synth` first" in capsys.readouterr().err
+
+
+def test_pictures_of_another_config_never_overwrite_the_committed_ones(
+    synth: Callable[..., Synthesized],
+    default_synth: Synthesized,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    docs, other = tmp_path / "docs", tmp_path / "other"
+    monkeypatch.setattr(ops.diagram, "DOCS", docs)
+    monkeypatch.setattr(ops.diagram, "OTHER_CONFIG_OUT", other)
+    five = synth(FIXTURES / "five-stages.toml", suffix="-blue")
+    assert synthesized_from(pipeline_template(five.outdir)) == (
+        "tests/fixtures/five-stages.toml",
+        "blue",
+    )
+    assert main(["--cdk-out", str(five.outdir)]) == 0
+    assert f"not from config/default.toml: drawing into {other}/" in capsys.readouterr().out
+    assert (other / "pipeline.svg").exists() and not docs.exists()
+    assert synthesized_from(pipeline_template(default_synth.outdir)) == ("config/default.toml", "")
+    assert main(["--cdk-out", str(default_synth.outdir)]) == 0
+    assert (docs / "pipeline.svg").exists()
+
+
+def test_the_committed_pictures_are_what_the_generator_draws(
+    default_synth: Synthesized, tmp_path: Path
+) -> None:
+    """docs/*.svg are generated: regenerate them from the default config and compare."""
+    assert main(["--cdk-out", str(default_synth.outdir), "--out", str(tmp_path)]) == 0
+    for name in ("pipeline.svg", "trust.svg"):
+        assert (tmp_path / name).read_text() == (ROOT / "docs" / name).read_text(), (
+            f"docs/{name} is stale: run `make synth diagram` and commit it"
+        )
+
+
+@pytest.fixture(scope="module")
+def cross_region_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default config with prod in another region than the pipeline."""
+    text = DEFAULT_CONFIG.read_text()
+    head, prod = text.split('name = "prod"')
+    prod = (
+        prod.replace('region = "eu-west-1"', 'region = "eu-central-1"', 1)
+        .replace('"eu-west-1a", "eu-west-1b", "eu-west-1c"', '"eu-central-1a", "eu-central-1b"')
+        .replace("nat_gateways = 3", "nat_gateways = 2")
+        .replace("acm:eu-west-1:333333333333", "acm:eu-central-1:333333333333")
+    )
+    path = tmp_path_factory.mktemp("cross") / "cross-region.toml"
+    path.write_text(head + 'name = "prod"' + prod)
+    return path
+
+
+@pytest.mark.parametrize("targets", [1, 2, 5, 12])
+def test_pictures_show_every_target_for_small_and_large_fleets(
+    targets: int,
+    synth: Callable[..., Synthesized],
+    cross_region_config: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Stage names, accounts, regions, the production flag, the roles (lookup and boundary
+    included), the cross-region support stacks and the scan gate, for 1, 2, 5 and 12 targets."""
+    if targets == 2:
+        config = cross_region_config
+    elif targets == 5:
+        config = FIXTURES / "five-stages.toml"
+    else:
+        config = fleet_config(targets, directory=tmp_path_factory.mktemp(f"fleet{targets}"))
+    synthesized = synth(config, suffix="-blue" if targets == 5 else "")
+    stages = read_stages(pipeline_template(synthesized.outdir))
+    model = read_trust_model(synthesized.outdir, synthesized.config)
+    pipeline = ET.fromstring(draw_pipeline(stages, "Pipeline"))
+    trust = ET.fromstring(draw_trust(model, "Trust"))
+    pipeline_text = " ".join(t for t in pipeline.itertext())
+    trust_text = " ".join(t for t in trust.itertext())
+    assert "SecurityScan" in pipeline_text and "only after the scan passed" in pipeline_text
+    assert "Legend" in pipeline_text
+    assert len(model.targets) == len({(s.account, s.region) for s in synthesized.config.stages})
+    for stage in synthesized.config.stages:
+        assert stage.name in pipeline_text or stage.wave in pipeline_text
+        assert f"Target account {stage.account}, {stage.region}" in trust_text
+        flag = "PRODUCTION" if stage.production else "non-production"
+        assert f"{flag}: " in trust_text and stage.name in trust_text
+        lookup = f"cdk-{synthesized.config.pipeline.qualifier}-lookup-role-{stage.account}-{stage.region}"
+        assert lookup in trust_text
+    assert f"{synthesized.config.pipeline.project}-permissions-boundary" in trust_text
+    if targets == 2:
+        assert "webapp-pipeline-support-eu-central-1" in trust_text
+        assert "not trusted by the pipeline account" in trust_text  # prod's lookup role

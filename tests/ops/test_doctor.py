@@ -458,3 +458,80 @@ def test_an_issued_certificate_must_cover_the_domain(domain: str, ok: bool) -> N
     check = check_certificate(AcmSession(), arn, domain)
     assert check.ok is ok, check
     assert ok or check.detail == f"not valid for {domain}"
+
+
+@pytest.mark.usefixtures("aws")
+def test_each_configured_zone_must_exist_in_its_account(tmp_path: Path) -> None:
+    _bootstrap()
+    [present] = _run(tmp_path, _certificate())["availability zones"]
+    assert present.ok and present.detail == f"{REGION}a, {REGION}b"
+    path = _config(tmp_path, _certificate())
+    path.write_text(path.read_text().replace(f'"{REGION}b"]', f'"{REGION}q"]'))
+    config = load_config(path)
+    [missing] = _results(
+        run(config, lambda profile, region: Session(region, "AVAILABLE", profile), 21)
+    )["availability zones"]
+    assert not missing.ok
+    assert missing.where == f"{ACCOUNT}/{REGION}"
+    assert missing.detail == f"{REGION}q not available in this account"
+    assert f"choose availability_zones among {REGION}a, {REGION}b, {REGION}c" in missing.fix
+
+
+@pytest.mark.usefixtures("aws")
+def test_profile_stands_in_for_the_pipeline_accounts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """make deploy PROFILE=...: the doctor checks with the credentials the deploy will use."""
+    _bootstrap()
+    path = _config(tmp_path, _certificate())
+    path.write_text(path.read_text().replace('profile = "pipeline"\n', ""))
+    used: list[str | None] = []
+
+    def session_for(profile: str | None, region: str) -> Session:
+        used.append(profile)
+        return Session(region, "AVAILABLE", profile)
+
+    main([str(path)], session_for=session_for)
+    without = capsys.readouterr().out
+    [line] = [
+        row for row in without.splitlines() if row.startswith("credentials") and PIPELINE in row
+    ]
+    assert f"FAIL credentials belong to {ACCOUNT}" in line
+    used.clear()
+    main([str(path), "--profile", "pipeline"], session_for=session_for)
+    out = capsys.readouterr().out
+    assert "pipeline" in used
+    [line] = [row for row in out.splitlines() if row.startswith("credentials") and PIPELINE in row]
+    assert f"{PIPELINE} (profile pipeline)" in line and "ok   valid" in line
+
+
+def test_an_unreachable_aws_is_reported_as_a_network_problem(tmp_path: Path) -> None:
+    """A real socket that refuses connections, as a dead network or proxy does."""
+    import socket
+
+    from botocore.config import Config
+
+    from ops.doctor import check_credentials
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens
+
+    class Unreachable:
+        def client(self, name: str) -> Any:
+            return boto3.Session(
+                botocore_session=_BOTOCORE,
+                aws_access_key_id="AKIAEXAMPLE",
+                aws_secret_access_key="example",  # noqa: S106 - never sent anywhere real
+            ).client(
+                name,
+                region_name=REGION,
+                endpoint_url=f"http://127.0.0.1:{port}",
+                config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+            )
+
+    check = check_credentials(Unreachable(), PIPELINE, "pipeline")
+    assert not check.ok
+    assert check.detail == "cannot reach AWS STS: EndpointConnectionError"
+    assert "network connection, proxy (HTTPS_PROXY)" in check.fix
+    assert "SSO" not in check.fix

@@ -22,7 +22,7 @@ from policies.compliance import (
 )
 from stages.deployment import DeploymentStage
 
-from ..conftest import DEFAULT_CONFIG, Synthesized, synthesize
+from ..conftest import DEFAULT_CONFIG, ROOT, Synthesized, synthesize
 
 
 def _findings(outdir: Path) -> set[tuple[str, str]]:
@@ -196,3 +196,12 @@ def test_summary_counts_acknowledgements_per_pack(imported_synth: Synthesized) -
             for line in lines
         )
     assert f"  {len(compliance.applied)} acknowledgements" in compliance.summary()
+
+
+def test_the_readme_shows_the_summary_the_default_config_prints(default_synth: Synthesized) -> None:
+    """The README's example is real output: when the stacks change the counts, this fails until
+    the README is updated."""
+    heading, *packs = default_synth.compliance.summary().splitlines()[:3]
+    readme = (ROOT / "README.md").read_text()
+    example = readme[readme.index("Compliance checks (cdk-nag) passed:") :]
+    assert example.splitlines()[:3] == [heading, *packs]
