@@ -223,7 +223,7 @@ class Report:
 
     def summary(self) -> str:
         return (
-            f"deploy-permission check: {len(set(self.calls))} calls evaluated, "
+            f"{len(set(self.calls))} calls evaluated, "
             f"{len(self.denials)} denied; {len(self.denied_on_purpose)} denied on purpose "
             f"({', '.join(sorted({c.action for c, _ in self.denied_on_purpose})) or 'none'}); "
             f"{self.not_applicable} schema actions not applicable to the resource they are "
@@ -231,7 +231,7 @@ class Report:
         )
 
     def describe(self) -> str:
-        lines = [self.summary()]
+        lines = ["deploy-permission check: " + self.summary()]
         for call, decision, why in self.denials:
             context = ", ".join(f"{k}={v}" for k, v in call.context)
             lines.append(
