@@ -168,6 +168,14 @@ ID_PREFIX = {
 }
 
 
+FAS_CONTEXT: dict[str, Any] = {
+    "aws:ViaAWSService": "true",
+    "aws:CalledVia": ["cloudformation.amazonaws.com"],
+    "aws:CalledViaFirst": "cloudformation.amazonaws.com",
+    "aws:CalledViaLast": "cloudformation.amazonaws.com",
+}
+
+
 class CheckError(Exception):
     """The check could not run (missing tools, an unknown resource type); str() says what to do."""
 
@@ -570,6 +578,11 @@ def stack_calls(
         context: dict[str, Any],
         resource_policy: str | None = None,
     ) -> None:
+        # CloudFormation makes every resource operation with a forward access session of the
+        # role it runs as, so AWS's FAS keys are in every request's context.
+        # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/fas-requests-and-permission-evaluation.html
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-calledvia
+        context = {**FAS_CONTEXT, **context}
         if resource != "*":
             # The account that owns the resource: the stack's own (CDK's asset bucket included,
             # created there by `make bootstrap`).

@@ -241,3 +241,24 @@ def test_the_command_line_refuses_a_missing_cloud_assembly(
     (tmp_path / "manifest.json").write_text(json.dumps({"artifacts": {}}))
     assert deploy_check.main([str(DEFAULT_CONFIG), str(tmp_path)]) == 2
     assert "no stacks" in capsys.readouterr().err
+
+
+def test_calls_carry_the_forward_access_session_keys_cloudformation_sets(
+    default_synth: Synthesized, default_stacks: list[StackTemplate]
+) -> None:
+    """AWS's own example: a Deny on aws:ViaAWSService stops CloudFormation creating a key even
+    with a service role, because every resource operation is a forward access session."""
+    planted = copy.deepcopy(policy_sets(default_synth.config))
+    for documents in planted.values():
+        documents[0]["policy"]["Statement"].append(
+            {
+                "Sid": "NoKeysThroughServices",
+                "Effect": "Deny",
+                "Action": "kms:CreateKey",
+                "Resource": "*",
+                "Condition": {"Bool": {"aws:ViaAWSService": "true"}},
+            }
+        )
+    report = check(default_synth.config, default_stacks, planted)
+    assert {c.action for c, _, _ in report.denials} == {"kms:CreateKey"}
+    assert any("NoKeysThroughServices" in " ".join(why) for _, _, why in report.denials)
