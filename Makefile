@@ -45,10 +45,7 @@ synth: setup ## Synthesize cdk.out/ from CONFIG (default config/default.toml); S
 	@$(VENV)/bin/python -m ops.synth --config "$(CONFIG)" --suffix "$(SUFFIX)"
 
 accept-listener-rules: setup ## After an intended listener-rule change: record the rules CONFIG renders now (README)
-	@rm -rf build/accept-listener-rules
-	@$(CDK) synth --quiet --no-notices $(CDK_CONTEXT) -c accept-listener-rules=true \
-	  --output build/accept-listener-rules
-	@rm -rf build/accept-listener-rules
+	@$(VENV)/bin/python -m ops.synth --config "$(CONFIG)" --suffix "$(SUFFIX)" --accept-listener-rules
 
 test: setup lint ## Lint, then run the test suite (templates, compliance, config, the service)
 	$(VENV)/bin/python -m pytest

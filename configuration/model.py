@@ -8,6 +8,7 @@ value is refused before a single construct is built.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import math
 import re
@@ -199,9 +200,13 @@ _QUALIFIER = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?$")
 
 
 def default_qualifier(project: str) -> str:
-    """The bootstrap qualifier a project gets unless its config names one: its first ten
-    characters (a project name is already lower case, digits and hyphens)."""
-    return project[:10].rstrip("-")
+    """The bootstrap qualifier a project gets unless its config names one: the project name when
+    it fits in ten characters, else its first four and six hex digits of a hash of the whole
+    name, so that `payments-api` and `payments-web` do not share one execution role."""
+    if len(project) <= 10:
+        return project
+    digest = hashlib.sha256(project.encode()).hexdigest()[:6]
+    return project[:4].rstrip("-") + digest
 
 
 def _qualifier(value: str) -> str:

@@ -159,14 +159,12 @@ def plan(config: DeploymentConfig) -> Plan:
         pipeline.region,
         *sorted({s.region for s in config.stages} - {pipeline.region}),
     ]
-    pipeline_account = Account(
-        pipeline.account,
-        pipeline.profile,
-        "pipeline",
-        _account_policies(
-            pipeline.account, project, qualifier, partition_of(pipeline.region), "pipeline"
-        ),
+    pipeline_policies = _account_policies(
+        pipeline.account, project, qualifier, partition_of(pipeline.region), "pipeline"
     )
+    if pipeline.source.github_token_secret:
+        pipeline_policies += (_source_secret_policy(config),)
+    pipeline_account = Account(pipeline.account, pipeline.profile, "pipeline", pipeline_policies)
     if pipeline.account not in targets:
         result.accounts.insert(0, pipeline_account)
     pipeline_execution = ",".join(p.arn for p in pipeline_account.execution_policies)
@@ -228,6 +226,34 @@ def _account_policies(
             is_boundary,
         )
         for source, description, is_boundary in sources
+    )
+
+
+def _source_secret_policy(config: DeploymentConfig) -> ManagedPolicy:
+    """With a GitHub token source, the pipeline stack holds a dynamic reference to the secret,
+    which CloudFormation resolves with the execution role: it may read that one secret.
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references-secretsmanager.html"""
+    pipeline = config.pipeline
+    partition = partition_of(pipeline.region)
+    name = pipeline.source.github_token_secret
+    return ManagedPolicy(
+        pipeline.account,
+        f"{pipeline.project}-pipeline-cfn-source-secret",
+        "CloudFormation execution policy: resolve the pipeline's GitHub token secret",
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ResolveTheSourceSecret",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    # Secrets Manager appends six random characters to a secret's name.
+                    "Resource": f"arn:{partition}:secretsmanager:{pipeline.region}:"
+                    f"{pipeline.account}:secret:{name}-??????",
+                }
+            ],
+        },
+        partition,
     )
 
 
@@ -347,6 +373,9 @@ def apply(
         session = session_for(account.profile)
         check_account(session, account)
         iam = session.client("iam")
+        regions = [e.region for e in result.environments if e.account == account.account]
+        for region in regions:
+            check_qualifier_is_ours(iam, account, region, result.qualifier)
         for policy in account.policies:
             out(f"{account.account}: {policy.name}: {ensure_policy(iam, policy)}")
     for _account, argv in result.commands:
@@ -357,6 +386,27 @@ def apply(
                 f"`{' '.join(argv)}` exited with {code}; fix the cause shown above and run "
                 "`make bootstrap APPLY=1` again (completed steps are skipped)."
             )
+
+
+def check_qualifier_is_ours(iam: Any, account: Account, region: str, qualifier: str) -> None:
+    """Refuse to take over a qualifier another app bootstrapped: its execution role would lose
+    its policies to ours (one execution role per qualifier, account and region)."""
+    role = f"cdk-{qualifier}-cfn-exec-role-{account.account}-{region}"
+    try:
+        attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
+    except iam.exceptions.NoSuchEntityException:
+        return  # not bootstrapped with this qualifier yet
+    ours = {policy.name for policy in account.execution_policies}
+    foreign = sorted(p["PolicyName"] for p in attached if p["PolicyName"] not in ours)
+    if foreign:
+        raise BootstrapError(
+            f"account {account.account} ({region}) is already bootstrapped with qualifier "
+            f"{qualifier}, and its execution role {role} runs with {', '.join(foreign)}, which "
+            "this project did not create: another app uses that qualifier. Set a qualifier of "
+            "this project's own as `pipeline.qualifier` in the config (README, Bootstrap "
+            "qualifier). (If those policies are this project's from before, detach them and run "
+            "`make bootstrap APPLY=1` again.)"
+        )
 
 
 def _boto_session(profile: str | None) -> Session:

@@ -85,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Synthesize cdk.out/ from a config.")
     parser.add_argument("--config", default="config/default.toml")
     parser.add_argument("--suffix", default="")
+    parser.add_argument(
+        "--accept-listener-rules",
+        action="store_true",
+        help="record the listener rules this config renders (service/listener-rules.json)",
+    )
     args = parser.parse_args(argv)
     try:
         config = repository_config(args.config)
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     command = [str(CDK), "synth", "--quiet", "--no-notices", "-c", f"config={config}"]
     if args.suffix:
         command += ["-c", f"suffix={args.suffix}"]
+    if args.accept_listener_rules:
+        command += ["-c", "accept-listener-rules=true"]
     command += ["--output", str(PARTIAL)]
     try:
         code = subprocess.run(command, cwd=ROOT, check=False).returncode  # noqa: S603

@@ -42,7 +42,13 @@ from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
 from policies import iam_data
-from policies.execution_policy import CREATE_HANDLERS, DENIED, required_actions, service_of
+from policies.execution_policy import (
+    CONNECTION_SERVICES,
+    CREATE_HANDLERS,
+    DENIED,
+    required_actions,
+    service_of,
+)
 
 NODE = ROOT / "node_modules" / ".bin" / "node"
 SIMULATOR = Path(__file__).resolve().parent / "iam_simulate.mjs"
@@ -152,6 +158,13 @@ POLICY_RESOURCES = {
 POLICY_DOCUMENT_KEYS = frozenset(
     {"PolicyDocument", "AssumeRolePolicyDocument", "KeyPolicy", "Policies"}
 )
+# Service-linked roles a handler may create: service principal and role name.
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html
+# https://docs.aws.amazon.com/waf/latest/developerguide/using-service-linked-roles.html
+SERVICE_LINKED_ROLES = {
+    "ecs": ("ecs.amazonaws.com", "AWSServiceRoleForECS"),
+    "wafv2": ("wafv2.amazonaws.com", "AWSServiceRoleForWAFV2Logging"),
+}
 # Where a resource type names an object it reads from S3 (bucket and key properties).
 S3_OBJECTS = {"AWS::Lambda::Function": ("Code", "S3Bucket", "S3Key")}
 ID_PREFIX = {
@@ -168,6 +181,7 @@ ID_PREFIX = {
 }
 
 
+DYNAMIC_REFERENCE = re.compile(r"\{\{resolve:(secretsmanager|ssm|ssm-secure):([^:}]+)")
 FAS_CONTEXT: dict[str, Any] = {
     "aws:ViaAWSService": "true",
     "aws:CalledVia": ["cloudformation.amazonaws.com"],
@@ -625,6 +639,25 @@ def stack_calls(
             {},
         )
 
+    # Dynamic references: CloudFormation resolves them with the role it runs as.
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/dynamic-references.html
+    text = json.dumps(stack.template)
+    for service, name in sorted(set(DYNAMIC_REFERENCE.findall(text))):
+        if service == "secretsmanager":
+            arn = (
+                name
+                if name.startswith("arn:")
+                else (
+                    f"arn:{stack.partition}:secretsmanager:{stack.region}:{stack.account}:secret:"
+                    f"{name}-AbCdEf"  # Secrets Manager appends six random characters
+                )
+            )
+            call("DynamicReference", "secretsmanager:GetSecretValue", arn, {})
+        else:
+            path = name if name.startswith("/") else f"/{name}"
+            arn = f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:parameter{path}"
+            call("DynamicReference", "ssm:GetParameters", arn, {})
+
     for logical_id, resource in resources.resources.items():
         kind = resource["Type"]
         if kind == "AWS::CDK::Metadata":
@@ -641,17 +674,27 @@ def stack_calls(
                 targets: list[Target] = []
                 if entry.full_name.lower() == "iam:createservicelinkedrole":
                     # It acts on the service-linked role of the resource's own service.
-                    service = service_of(kind)
+                    service_principal, role = SERVICE_LINKED_ROLES.get(
+                        service_of(kind),
+                        (
+                            f"{service_of(kind)}.amazonaws.com",
+                            "AWSServiceRoleFor" + kind.split("::")[1],
+                        ),
+                    )
                     targets = [
                         Target(
                             f"arn:{stack.partition}:iam::{stack.account}:role/aws-service-role/"
-                            f"{service}.amazonaws.com/AWSServiceRoleFor{service.title()}"
+                            f"{service_principal}/{role}"
                         )
                     ]
                 elif own is not None and _fits(entry, known, own.arn):
                     targets.append(own)
                 if entry.full_name.lower() != "iam:createservicelinkedrole":
-                    targets += [t for t in references if _fits(entry, known, t.arn)]
+                    targets += [
+                        t
+                        for t in (_renamed(r, entry.service) for r in references)
+                        if _fits(entry, known, t.arn)
+                    ]
                 if (
                     not targets
                     and required
@@ -682,6 +725,16 @@ def _fits(action: iam_data.Action, keys: list[str], arn: str) -> bool:
     that matches, not only the most specific one)."""
     types = iam_data.resource_types(action.service)
     return any(key in types and types[key].pattern.match(arn) for key in keys)
+
+
+def _renamed(target: Target, service: str) -> Target:
+    """A connection ARN under the prefix of the action evaluated on it (CodeStar Connections
+    and CodeConnections name the same connections)."""
+    prefix = _service(target.arn)
+    if service != prefix and {service, prefix} <= CONNECTION_SERVICES:
+        parts = target.arn.split(":")
+        return Target(":".join([*parts[:2], service, *parts[3:]]), target.tags)
+    return target
 
 
 def _service(arn: str) -> str:

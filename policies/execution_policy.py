@@ -108,7 +108,13 @@ PASSED_TO_SERVICES: dict[AccountKind, frozenset[str]] = {
 }
 # Services whose actions a resource's handlers call on the resources it references, whatever
 # else the stacks deploy: code objects in S3, keys, roles passed, log groups, network interfaces.
-REFERENCED_SERVICES = frozenset({"ec2", "iam", "kms", "logs", "s3", "ssm"})
+REFERENCED_SERVICES = frozenset(
+    {"codeconnections", "codestar-connections", "ec2", "iam", "kms", "logs", "s3", "ssm"}
+)
+# CodeStar Connections was renamed CodeConnections: IAM knows both prefixes for the same API and
+# connections, and a connection ARN may carry either.
+# https://docs.aws.amazon.com/dtconsole/latest/userguide/rename-codeconnections.html
+CONNECTION_SERVICES = frozenset({"codeconnections", "codestar-connections"})
 # Object reads from CDK's asset bucket: Lambda reads a function's code object with the caller's
 # credentials, here the CloudFormation execution role.
 # https://docs.aws.amazon.com/lambda/latest/api/API_FunctionCode.html
@@ -145,9 +151,26 @@ class UnknownActionError(ValueError):
 
 
 @cache
+def _handler_data() -> dict[str, Any]:
+    return tomllib.loads(HANDLER_ACTIONS.read_text(encoding="utf-8"))
+
+
+def _listed_handlers(resource_type: str) -> dict[str, frozenset[str]] | None:
+    """The handlers handler-actions.toml gives a type whose schema lists none."""
+    for entry in _handler_data().get("resource_type", []):
+        if entry["type"] == resource_type:
+            return {
+                handler: real_actions(entry[handler], f"{HANDLER_ACTIONS.name} {resource_type}")
+                for handler in sorted(STACK_HANDLERS)
+                if handler in entry
+            }
+    return None
+
+
+@cache
 def _handler_action_notes() -> dict[str, list[str]]:
     """policies/handler-actions.toml: schema-listed name (lower case) -> real actions."""
-    entries = tomllib.loads(HANDLER_ACTIONS.read_text(encoding="utf-8"))["action"]
+    entries = _handler_data()["action"]
     notes: dict[str, list[str]] = {}
     for entry in entries:
         for key in ("name", "authorized_by", "reason", "source"):
@@ -195,10 +218,19 @@ def handler_actions(resource_type: str) -> dict[str, frozenset[str]]:
         return {handler: CUSTOM_RESOURCE_ACTIONS for handler in ("create", "update", "delete")}
     if resource_type == "AWS::CDK::Metadata":
         return {}
+    listed = _listed_handlers(resource_type)
+    if listed is not None:
+        return listed
     base, index = _schemas()
     if resource_type not in index:
         raise KeyError(f"no CloudFormation schema for {resource_type}")
     schema = json.loads((base / "resources" / f"{index[resource_type]}.json").read_text())
+    if not (schema.get("handlers") or {}).get("create", {}).get("permissions"):
+        raise UnknownActionError(
+            f"{resource_type}: its schema lists no handler permissions; add the calls "
+            f"CloudFormation makes for it to policies/{HANDLER_ACTIONS.name} ([[resource_type]]), "
+            "with the AWS page that lists them."
+        )
     # Stack operations call create, read, update and delete; "list" serves Cloud Control only.
     return {
         name: real_actions(handler.get("permissions", []), f"{resource_type} {name} handler")
@@ -212,9 +244,17 @@ def service_of(resource_type: str) -> str:
     if resource_type.startswith("Custom::"):
         return "lambda"
     name = resource_type.split("::")[1].lower()
-    return {"elasticloadbalancingv2": "elasticloadbalancing", "cdk": "cloudformation"}.get(
-        name, name
-    )
+    return SERVICE_PREFIXES.get(name, name)
+
+
+# CloudFormation service names whose IAM prefix differs from the lower-cased name. A missing entry
+# shows up as a resource type without create actions of its own service (required_actions).
+SERVICE_PREFIXES = {
+    "cdk": "cloudformation",
+    "codestarconnections": "codestar-connections",
+    "codestarnotifications": "codestar-notifications",
+    "elasticloadbalancingv2": "elasticloadbalancing",
+}
 
 
 def required_actions(resource_types: Iterable[str]) -> dict[str, dict[str, frozenset[str]]]:
@@ -226,7 +266,7 @@ def required_actions(resource_types: Iterable[str]) -> dict[str, dict[str, froze
     """
     types = set(resource_types)
     services = {service_of(t) for t in types} | REFERENCED_SERVICES
-    return {
+    result = {
         resource_type: {
             handler: frozenset(
                 a for a in actions if a.split(":")[0] in services and not _for_users_or_groups(a)
@@ -235,6 +275,14 @@ def required_actions(resource_types: Iterable[str]) -> dict[str, dict[str, froze
         }
         for resource_type in sorted(types)
     }
+    for resource_type, handlers in result.items():
+        own = service_of(resource_type)
+        if handlers.get("create") and not any(a.startswith(f"{own}:") for a in handlers["create"]):
+            raise ValueError(
+                f"{resource_type}: none of its create handler's actions is of service '{own}': "
+                "add its IAM service prefix to SERVICE_PREFIXES in policies/execution_policy.py."
+            )
+    return result
 
 
 def _normalize(action: str) -> str:
@@ -330,6 +378,8 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
                         "Resource": "*",
                     }
                 )
+        elif service in CONNECTION_SERVICES:
+            continue  # one statement for both prefixes, below
         elif service == "lambda":
             statements.append(
                 {
@@ -351,6 +401,21 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
                     "Resource": "*",
                 }
             )
+    passing = {a.split(":")[1] for a in needed if a.split(":")[0] in CONNECTION_SERVICES}
+    if passing:
+        # CodePipeline passes the source connection: the same API under both of the service's
+        # prefixes, on this account's connections only.
+        statements.append(
+            {
+                "Sid": "PassConnections",
+                "Effect": "Allow",
+                "Action": sorted(f"{p}:{name}" for p in CONNECTION_SERVICES for name in passing),
+                "Resource": [
+                    f"arn:{{partition}}:{p}:*:{{account}}:connection/*"
+                    for p in sorted(CONNECTION_SERVICES)
+                ],
+            }
+        )
     statements.append(
         {
             "Sid": "KeepPermissionsBoundary",
@@ -523,13 +588,50 @@ def role_policy_documents(template: dict[str, Any]) -> list[dict[str, Any]]:
     return documents
 
 
+# Resource policies and where they keep their document.
+RESOURCE_POLICIES = {
+    "AWS::S3::BucketPolicy": "PolicyDocument",
+    "AWS::SNS::TopicPolicy": "PolicyDocument",
+    "AWS::KMS::Key": "KeyPolicy",
+}
+
+
+def role_grant_documents(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """Everything a template grants its own roles: their identity policies, and the statements of
+    its bucket, topic and key policies whose principal is one of those roles (a boundary limits
+    those grants too: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html)."""
+    return role_policy_documents(template) + resource_policy_grants(template)
+
+
+def resource_policy_grants(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of a template's bucket, topic and key policies whose principal is one of
+    the template's roles."""
+    resources = template.get("Resources", {})
+    roles = {name for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    documents = []
+    for resource in resources.values():
+        key = RESOURCE_POLICIES.get(resource["Type"])
+        document = resource.get("Properties", {}).get(key or "")
+        if not document:
+            continue
+        granted = [
+            statement
+            for statement in document.get("Statement", [])
+            if statement.get("Effect") == "Allow"
+            and any(f'"{role}"' in json.dumps(statement.get("Principal", {})) for role in roles)
+        ]
+        if granted:
+            documents.append({"Version": "2012-10-17", "Statement": granted})
+    return documents
+
+
 def pipeline_boundary(cloud_assembly: Path) -> dict[str, Any]:
     """The permissions boundary of the pipeline account's roles: what the pipeline stack's roles
     are granted today, so a role added by a later commit cannot reach further (IAM, for example)
     without a reviewed `make policies` and `make bootstrap APPLY=1`."""
     actions: set[str] = set()
     for template in cloud_assembly.glob("*.template.json"):
-        for document in role_policy_documents(json.loads(template.read_text())):
+        for document in role_grant_documents(json.loads(template.read_text())):
             for statement in document["Statement"]:
                 if statement["Effect"] == "Allow":
                     actions.update(actions_of(statement))

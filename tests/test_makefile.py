@@ -64,3 +64,12 @@ def test_every_target_is_in_make_help_and_in_the_readme() -> None:
     for target in targets:
         assert f"make {target}" in help_text, target
         assert f"`make {target}" in table, f"README's make-target table lacks {target}"
+
+
+def test_accept_listener_rules_records_the_named_config() -> None:
+    """It synthesizes CONFIG (not the default) with the recording switch on."""
+    result = _make("-n", "accept-listener-rules", "CONFIG=config/my config.toml", "SUFFIX=x")
+    assert result.returncode == 0, result.stderr
+    [line] = [row for row in result.stdout.splitlines() if "ops.synth" in row]
+    assert '--config "config/my config.toml"' in line and '--suffix "x"' in line
+    assert "--accept-listener-rules" in line

@@ -599,7 +599,12 @@ def test_a_qualifier_within_the_limits_is_used(tmp_path: Path, qualifier: str) -
 
 @pytest.mark.parametrize(
     ("project", "qualifier"),
-    [("webapp", "webapp"), ("payments-platform", "payments-p"), ("abcdefghi-x", "abcdefghi")],
+    [
+        ("webapp", "webapp"),
+        ("abcdefghij", "abcdefghij"),
+        ("payments-api", "paym682a1c"),
+        ("payments-web", "paym99e6d0"),
+    ],
 )
 def test_the_qualifier_defaults_to_the_project_name(
     tmp_path: Path, project: str, qualifier: str

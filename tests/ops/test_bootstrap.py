@@ -22,6 +22,7 @@ from ops.bootstrap import (
     Plan,
     apply,
     check_account,
+    check_qualifier_is_ours,
     describe,
     ensure_policy,
     main,
@@ -228,3 +229,20 @@ def test_apply_without_credentials_says_what_to_do_next(
     assert err.startswith("error: bootstrap failed: NoCredentialsError: ")
     assert "set `profile` for it in the config" in err
     assert "run `make bootstrap APPLY=1` again" in err
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_qualifier_another_app_bootstrapped_is_refused() -> None:
+    config = load_config(DEFAULT_CONFIG)
+    result = plan(config)
+    target = next(a for a in result.accounts if a.account == "222222222222")
+    iam = boto3.client("iam", region_name="eu-west-1")
+    role = "cdk-webapp-cfn-exec-role-222222222222-eu-west-1"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
+    check_qualifier_is_ours(iam, target, "eu-west-1", "webapp")  # ours, nothing attached yet
+    arn = iam.create_policy(
+        PolicyName="other-app-deploy", PolicyDocument=json.dumps(_policy().document)
+    )["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+    with pytest.raises(BootstrapError, match=r"other-app-deploy.*another app uses that qualifier"):
+        check_qualifier_is_ours(iam, target, "eu-west-1", "webapp")

@@ -230,3 +230,14 @@ def test_each_operator_command_installs_the_quiet_interrupts(module: str) -> Non
     source = (ROOT / "ops" / f"{module}.py").read_text()
     entry = source[source.index('if __name__ == "__main__":') :]
     assert "quiet_interrupts()" in entry or "signal.SIG_DFL" in entry, module
+
+
+def test_accepting_listener_rules_passes_the_switch_to_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = tmp_path / "argv"
+    _fake_cdk(tmp_path, monkeypatch, f'echo "$@" > {seen}\nexit 1\n')
+    import ops.synth
+
+    ops.synth.main(["--config", "config/default.toml", "--accept-listener-rules"])
+    assert "-c accept-listener-rules=true" in seen.read_text()

@@ -21,6 +21,7 @@ from policies.deploy_check import (
     read_stacks,
     stack_calls,
 )
+from policies.execution_policy import service_of
 
 from ..conftest import DEFAULT_CONFIG, ROOT, Synthesized, record_figure
 
@@ -262,3 +263,49 @@ def test_calls_carry_the_forward_access_session_keys_cloudformation_sets(
     report = check(default_synth.config, default_stacks, planted)
     assert {c.action for c, _, _ in report.denials} == {"kms:CreateKey"}
     assert any("NoKeysThroughServices" in " ".join(why) for _, _, why in report.denials)
+
+
+def test_every_resource_is_evaluated_with_calls_of_its_own_service(
+    synthesized: Synthesized,
+) -> None:
+    """A resource whose own calls were filtered out (a wrong service prefix) would be allowed by
+    default: each resource type gets calls of its own service, the notification rule included."""
+    report = check(synthesized.config, read_stacks(synthesized.outdir))
+    kinds: dict[str, set[str]] = {}
+    for stack in read_stacks(synthesized.outdir):
+        for logical_id, resource in stack.template["Resources"].items():
+            kinds.setdefault(resource["Type"], set()).add(f"{stack.name}/{logical_id}")
+    services = {(c.stack + "/" + c.logical_id): c.action.split(":")[0] for c in report.calls}
+    for kind, resources in kinds.items():
+        if kind.startswith("Custom::") or kind == "AWS::CDK::Metadata":
+            continue
+        own = service_of(kind)
+        assert any(
+            services.get(r) == own
+            or any(
+                c.action.startswith(own + ":")
+                for c in report.calls
+                if f"{c.stack}/{c.logical_id}" == r
+            )
+            for r in resources
+        ), f"{kind}: no call of service {own} evaluated"
+
+
+def test_the_source_connection_is_passed_and_the_token_secret_resolved(
+    default_synth: Synthesized, imported_synth: Synthesized
+) -> None:
+    default = check(default_synth.config, read_stacks(default_synth.outdir))
+    passed = {c.resource for c in default.calls if c.action.endswith(":PassConnection")}
+    connection = str(default_synth.config.pipeline.source.connection_arn)
+    # CodePipeline's schema names the old prefix: the same connection under that name.
+    assert connection.replace(":codeconnections:", ":codestar-connections:") in passed
+    imported = check(imported_synth.config, read_stacks(imported_synth.outdir))
+    secret_reads = [c for c in imported.calls if c.action == "secretsmanager:GetSecretValue"]
+    assert [c.logical_id for c in secret_reads] == ["DynamicReference"]
+    assert ":secret:github/shop-token-" in secret_reads[0].resource
+    # Without the policy `make bootstrap` adds for a token source, CloudFormation cannot read it.
+    planted = policy_sets(imported_synth.config)
+    account = imported_synth.config.pipeline.account
+    planted[account] = [p for p in planted[account] if "source-secret" not in p["name"]]
+    report = check(imported_synth.config, read_stacks(imported_synth.outdir), planted)
+    assert {c.action for c, _, _ in report.denials} == {"secretsmanager:GetSecretValue"}

@@ -23,6 +23,7 @@ from policies.execution_policy import (
     load_policies,
     real_actions,
     render,
+    resource_policy_grants,
     role_policy_documents,
     unknown_actions,
 )
@@ -218,13 +219,19 @@ def _role_grants(stack: StackTemplate) -> list[tuple[str, str]]:
     in actions expanded to the real actions they name."""
     resources = _Resources(stack)
     grants: list[tuple[str, str]] = []
-    for document in role_policy_documents(stack.template):
+    identity = role_policy_documents(stack.template)
+    for document in [*identity, *resource_policy_grants(stack.template)]:
         rendered = json.loads(resources.render_document(document) or "{}")
         for statement in rendered["Statement"]:
             if statement["Effect"] != "Allow":
                 continue
             targets = statement["Resource"]
             for pattern in actions_of(statement):
+                if "*" in pattern and document not in identity:
+                    # A wildcard in a bucket or key policy (CDK's auto-delete grants s3:List*)
+                    # says what the role may use there, not what it uses; the boundary is
+                    # judged on the named actions of resource policies.
+                    continue
                 names = iam_data.expand(pattern) if "*" in pattern else [pattern]
                 for name in names:
                     for target in targets if isinstance(targets, list) else [targets]:
