@@ -168,6 +168,7 @@ class PipelineStack(Stack):
         if source_config.connection_arn is not None:
             _trigger_on_push(self.pipeline.pipeline, source_config.branch)
             _allow_connection_use(self.pipeline.pipeline, source_config.connection_arn)
+        _confine_asset_roles(self)
         _apply_boundary(self, boundary_name(project, "pipeline"))
 
 
@@ -419,6 +420,53 @@ def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep | None:
             iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[deploy_role])
         ],
     )
+
+
+BUILD_ACTIONS = frozenset(
+    {"codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"}
+)
+
+
+def _confine_asset_roles(stack: Stack) -> None:
+    """CDK Pipelines lets its asset-publishing roles start, stop and read builds of any project
+    ("*"), the production ProtectStacks project (which assumes the production deploy role)
+    included. Each role runs only its own publishing projects: limit those actions to the
+    projects that run as that role.
+
+    The roles' default policies are CDK's; the statement is found by its actions in the rendered
+    document and only its Resource is changed (an escape hatch on the CfnPolicy;
+    tests/stacks/test_pipeline.py checks the synthesized policies with the IAM evaluator, so a
+    change in CDK Pipelines fails there, not in an account)."""
+    projects: dict[str, list[Any]] = {}
+    for construct in stack.node.find_all():
+        if isinstance(construct, codebuild.CfnProject):
+            role = stack.resolve(construct.service_role)
+            if isinstance(role, dict) and "Fn::GetAtt" in role:
+                projects.setdefault(role["Fn::GetAtt"][0], []).append(
+                    {"Fn::GetAtt": [stack.get_logical_id(construct), "Arn"]}
+                )
+    assets = stack.node.find_child("Pipeline").node.try_find_child("Assets")
+    roles = [c for c in assets.node.children if isinstance(c, iam.Role)] if assets else []
+    for role in roles:
+        own = projects.get(stack.get_logical_id(role.node.default_child), [])  # type: ignore[arg-type]
+        policy = role.node.find_child("DefaultPolicy")
+        assert isinstance(policy, iam.Policy)
+        cfn_policy = policy.node.default_child
+        assert isinstance(cfn_policy, iam.CfnPolicy)
+        document = stack.resolve(policy.document)
+        for statement in document["Statement"]:
+            actions = statement["Action"]
+            actions = {actions} if isinstance(actions, str) else set(actions)
+            if actions & BUILD_ACTIONS and statement.get("Resource") == "*":
+                if actions - BUILD_ACTIONS or not own:
+                    raise ValueError(
+                        f"{role.node.path}: CDK Pipelines' build statement changed shape "
+                        f"({sorted(actions)}, projects {own}); revisit _confine_asset_roles."
+                    )
+                statement["Resource"] = own
+        # The rendered document replaces CDK's (which the compliance checks read too); nothing
+        # is added to these roles after the pipeline is built.
+        cfn_policy.policy_document = document
 
 
 def _apply_boundary(stack: Stack, name: str) -> None:

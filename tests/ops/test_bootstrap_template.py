@@ -6,9 +6,7 @@ template as CloudFormation would resolve it."""
 from __future__ import annotations
 
 import copy
-import json
 import re
-import subprocess
 from typing import Any
 
 import pytest
@@ -28,10 +26,10 @@ from ops.bootstrap_template import (
     pinned_template,
     write_template,
 )
-from policies.deploy_check import NODE, SIMULATOR
 from stacks.pipeline import ECR_READ_ACTIONS
 
 from ..conftest import DEFAULT_CONFIG, FIXTURES
+from ..simulate import simulate
 
 PIPELINE = "111111111111"
 TARGET = "222222222222"
@@ -216,57 +214,11 @@ def _trust_policy(template: dict[str, Any], role: str, **parameters: Any) -> dic
     return _account_principals({"Version": "2012-10-17", **resolved})
 
 
-def _simulate(calls: list[dict[str, Any]]) -> list[str]:
-    """Each call's decision, by the project's evaluator script (policies/iam_simulate.mjs)."""
-    request = {
-        "policySets": {
-            # The caller's own policy allows the action everywhere: what is tested is the
-            # resource side (trust policy, repository policy) or the deploy role's policy.
-            "caller": {
-                "identity": [
-                    {
-                        "name": "caller",
-                        "policy": {
-                            "Version": "2012-10-17",
-                            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
-                        },
-                    }
-                ]
-            },
-            **{
-                call["set"]: {"identity": call.pop("identity")}
-                for call in calls
-                if "identity" in call
-            },
-        },
-        "calls": calls,
-    }
-    for call in calls:
-        # What AWS puts in every request's context: for a role session, aws:PrincipalArn is the
-        # role's ARN (not the session's); for the root user, the account's root ARN.
-        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn
-        call["context"] = {
-            "aws:PrincipalArn": call["principal"],
-            "aws:PrincipalAccount": call["principal"].split(":")[4],
-            **call["context"],
-        }
-    result = subprocess.run(
-        [str(NODE), str(SIMULATOR)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [d["decision"] for d in json.loads(result.stdout)]
-
-
 def _assume(trust_policy: dict[str, Any], principal: str, role_arn: str) -> str:
-    (decision,) = _simulate(
+    (decision,) = simulate(
         [
             {
-                "set": "caller",
                 "principal": principal,
-                "account": principal.split(":")[4],
                 "resourceAccount": TARGET,
                 "action": "sts:AssumeRole",
                 "resource": role_arn,
@@ -319,12 +271,10 @@ def test_lookups_only_where_granted_for_lookup(template: dict[str, Any]) -> None
 
 
 def test_an_external_id_is_still_refused(template: dict[str, Any]) -> None:
-    (decision,) = _simulate(
+    (decision,) = simulate(
         [
             {
-                "set": "caller",
                 "principal": PIPELINE_ROLE,
-                "account": PIPELINE,
                 "resourceAccount": TARGET,
                 "action": "sts:AssumeRole",
                 "resource": ROLE.format("deploy"),
@@ -339,12 +289,10 @@ def test_an_external_id_is_still_refused(template: dict[str, Any]) -> None:
 def _repository_read(template: dict[str, Any], principal: str) -> str:
     properties = template["Resources"]["ContainerAssetsRepository"]["Properties"]
     policy = _account_principals(_resolve(template, properties["RepositoryPolicyText"], PARAMETERS))
-    decisions = _simulate(
+    decisions = simulate(
         [
             {
-                "set": "caller",
                 "principal": principal,
-                "account": PIPELINE,
                 "resourceAccount": TARGET,
                 "action": action,
                 "resource": REPOSITORY,
@@ -384,18 +332,16 @@ DEPLOY_ACTIONS = [
 def _deploy_role_may(template: dict[str, Any], action: str, resource: str) -> str:
     properties = template["Resources"]["DeploymentActionRole"]["Properties"]
     (policy,) = _resolve(template, properties["Policies"], PARAMETERS)
-    (decision,) = _simulate(
+    (decision,) = simulate(
         [
             {
                 "set": "deploy",
-                "identity": [{"name": "default", "policy": policy["PolicyDocument"]}],
                 "principal": ROLE.format("deploy"),
-                "account": TARGET,
                 "action": action,
                 "resource": resource,
-                "context": {},
             }
-        ]
+        ],
+        {"deploy": [{"name": "default", "policy": policy["PolicyDocument"]}]},
     )
     return decision
 

@@ -14,6 +14,7 @@ from aws_cdk.assertions import Match, Template
 from policies.execution_policy import actions_of
 
 from ..conftest import FIXTURES, ROOT, Synthesized
+from ..simulate import simulate
 
 
 def _pipeline(template: Template) -> dict[str, Any]:
@@ -455,3 +456,94 @@ def test_synth_step_has_room_for_the_parallel_test_suite(template: Template) -> 
     )
     assert project["Properties"]["Environment"]["ComputeType"] == "BUILD_GENERAL1_MEDIUM"
     assert project["Properties"]["Environment"]["Image"] == "aws/codebuild/standard:7.0"
+
+
+def _project_arn(logical_id: str) -> str:
+    return f"arn:aws:codebuild:eu-west-1:111111111111:project/{logical_id}"
+
+
+def _with_project_arns(value: Any, projects: set[str]) -> Any:
+    """`value` with each `Fn::GetAtt [<project>, Arn]` as the project's ARN."""
+    if isinstance(value, list):
+        return [_with_project_arns(v, projects) for v in value]
+    if isinstance(value, dict):
+        target = value.get("Fn::GetAtt")
+        if target and target[0] in projects and target[1] == "Arn":
+            return _project_arn(target[0])
+        return {k: _with_project_arns(v, projects) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("config", ["default", "five-stages", "slow-layout"])
+def test_asset_publishing_roles_run_only_their_own_projects(
+    config: str, synth: Callable[..., Synthesized], tmp_path: Any
+) -> None:
+    """CDK Pipelines grants its asset roles codebuild:StartBuild on every project; each may now
+    start (stop, read) only the publishing projects that run as it: not ProtectStacks (which
+    assumes the production deploy role), not synth, not another project of the account."""
+    if config == "slow-layout":  # CDK Pipelines' default layout: one project per asset
+        from aws_cdk import App
+
+        from app import CDK_CLI_CONTEXT, pipeline_stack
+        from configuration import load_config
+
+        from ..conftest import DEFAULT_CONFIG
+
+        app = App(context=CDK_CLI_CONTEXT, outdir=str(tmp_path))
+        stack = pipeline_stack(
+            app, load_config(DEFAULT_CONFIG), config_path="config/default.toml", fast_layout=False
+        )
+    else:
+        stack = (
+            synth() if config == "default" else synth(FIXTURES / "five-stages.toml", "-blue")
+        ).stack
+    template = Template.from_stack(stack).to_json()
+    resources = template["Resources"]
+    projects = {k for k, r in resources.items() if r["Type"] == "AWS::CodeBuild::Project"}
+    roles = {
+        k
+        for k, r in resources.items()
+        if r["Type"] == "AWS::IAM::Role" and re.match(r"PipelineAssets(File|Docker)Role", k)
+    }
+    assert len(roles) == 2
+    protect = [p for p in projects if "ProtectStacks" in p]
+    assert protect  # production's ProtectStacks project is among those refused
+    for role in roles:
+        own = {
+            p
+            for p in projects
+            if resources[p]["Properties"]["ServiceRole"] == {"Fn::GetAtt": [role, "Arn"]}
+        }
+        assert own and all("PipelineAssets" in p for p in own)
+        (policy,) = [
+            r["Properties"]["PolicyDocument"]
+            for r in resources.values()
+            if r["Type"] == "AWS::IAM::Policy" and r["Properties"]["Roles"] == [{"Ref": role}]
+        ]
+        # The evaluator sees the statements that can grant CodeBuild build actions.
+        granting = [
+            s
+            for s in policy["Statement"]
+            if any(a in ("*", "codebuild:*") or a.startswith("codebuild:") for a in actions_of(s))
+            and not str(s["Resource"]).count("report-group")
+        ]
+        document = {"Version": "2012-10-17", "Statement": _with_project_arns(granting, projects)}
+        others = [*sorted(projects - own), "SomeoneElsesProject"]
+        calls = [
+            {
+                "set": "asset",
+                "principal": f"arn:aws:iam::111111111111:role/webapp-pipeline-{role}-X",
+                "action": action,
+                "resource": _project_arn(project),
+            }
+            for project in sorted(own) + others
+            for action in (
+                "codebuild:StartBuild",
+                "codebuild:StopBuild",
+                "codebuild:BatchGetBuilds",
+            )
+        ]
+        decisions = simulate(calls, {"asset": [{"name": "default", "policy": document}]})
+        allowed = {c["resource"] for c, d in zip(calls, decisions, strict=True) if d == "Allowed"}
+        assert allowed == {_project_arn(p) for p in own}
+        assert not {_project_arn(p) for p in protect} & allowed
