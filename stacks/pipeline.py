@@ -28,7 +28,7 @@ from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
 from components.image_assets import destinations_in_manifest
-from components.keys import publisher_key
+from components.keys import confine_service_grants, publisher_key
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
 from configuration.regions import partition_of
@@ -141,6 +141,9 @@ class PipelineStack(Stack):
                     qualifier=config.pipeline.qualifier,
                     suffix=suffix,
                 )
+                # Every grant to an AWS service in the stage's key and topic policies names the
+                # stage's account (before CDK Pipelines synthesizes the stage, below).
+                confine_service_grants(stage)
                 if prepare_stage is not None:
                     # CDK Pipelines synthesizes a stage when it is added: finish it before that.
                     prepare_stage(stage)
@@ -169,6 +172,7 @@ class PipelineStack(Stack):
             _trigger_on_push(self.pipeline.pipeline, source_config.branch)
             _allow_connection_use(self.pipeline.pipeline, source_config.connection_arn)
         _confine_asset_roles(self)
+        confine_service_grants(self)
         _apply_boundary(self, boundary_name(project, "pipeline"))
 
 

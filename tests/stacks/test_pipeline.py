@@ -547,3 +547,41 @@ def test_asset_publishing_roles_run_only_their_own_projects(
         allowed = {c["resource"] for c, d in zip(calls, decisions, strict=True) if d == "Allowed"}
         assert allowed == {_project_arn(p) for p in own}
         assert not {_project_arn(p) for p in protect} & allowed
+
+
+@pytest.mark.parametrize("name", ["default_synth", "five_stage_synth"])
+def test_the_roles_that_reach_the_targets_match_the_targets_trust(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """The targets trust `<project>-pipeline-*` of the pipeline account (ops/bootstrap_template):
+    every pipeline role whose policy assumes a target's CDK role, and the scan role, must get a
+    name CloudFormation generates from the stack name, which starts so."""
+    from ops.bootstrap import pipeline_trust
+
+    synthesized: Synthesized = request.getfixturevalue(name)
+    stack = synthesized.stack
+    (pattern,) = pipeline_trust(synthesized.config).principal_patterns
+    prefix = pattern.rsplit("/", 1)[1].rstrip("*")
+    assert f"{stack.stack_name}-".startswith(prefix)
+    assert len(stack.stack_name) <= 42  # leaves room in IAM's 64 for the logical id and suffix
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    targets = {s.account for s in synthesized.config.stages} - {synthesized.config.pipeline.account}
+    reaching: set[str] = set()
+    for resource in resources.values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            text = json.dumps(statement["Resource"])
+            if "sts:AssumeRole" in actions_of(statement) and any(t in text for t in targets):
+                reaching |= {role["Ref"] for role in resource["Properties"]["Roles"]}
+    reaching.add(next(k for k in resources if k.startswith("SecurityScanRole")))
+    assert {re.sub(r"[0-9A-F]{8}$", "", r) for r in reaching} >= {
+        "PipelineRole",
+        "PipelineAssetsFileRole",
+        "PipelineAssetsDockerRole",
+        "SecurityScanRole",
+    }
+    assert any("ProtectStacksRole" in r for r in reaching)
+    for role in reaching:
+        assert "RoleName" not in resources[role]["Properties"], role
+        assert "Path" not in resources[role]["Properties"], role
