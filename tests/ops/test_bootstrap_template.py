@@ -371,3 +371,30 @@ def test_the_deploy_role_keeps_what_the_cli_needs(template: dict[str, Any]) -> N
     assert _deploy_role_may(pinned_template(), DEPLOY_ACTIONS[0], STACK.format("billing")) == (
         "Allowed"
     )
+
+
+def test_cfn_lint_finds_nothing_new_in_it(template: dict[str, Any], tmp_path: Any) -> None:
+    """cfn-lint (offline): no error, and no finding CDK's own template does not have too (it
+    warns about an unused BootstrapVariant parameter and the staging bucket's AccessControl)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfn_lint = str(Path(sys.executable).parent / "cfn-lint")
+    path = write_template(tmp_path / "t.yaml", TRUST, pinned_template())
+
+    def findings(file: Path) -> tuple[int, set[str]]:
+        result = subprocess.run(
+            [cfn_lint, "--format", "parseable", "--", str(file)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        rules = {line.split(":")[5] for line in result.stdout.splitlines() if line.count(":") >= 6}
+        return result.returncode, rules
+
+    code, rules = findings(path)
+    _, cdk_rules = findings(PINNED_TEMPLATE)
+    assert "W2001" in cdk_rules  # the output is read (CDK's template has that warning)
+    assert code & 2 == 0, rules  # cfn-lint's exit code has bit 2 set for errors
+    assert rules <= cdk_rules
