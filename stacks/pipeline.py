@@ -400,7 +400,8 @@ def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep | None:
 
     CodePipeline's CloudFormation action ignores a stack's termination protection setting
     (aws/aws-cdk#17871), so the pipeline sets it after deploying, through the stage account's CDK
-    deploy role (bootstrapped with --trust, and allowed cloudformation:UpdateTerminationProtection).
+    deploy role (which trusts this step's role, one of the pipeline stack's, and may call
+    cloudformation:UpdateTerminationProtection on the project's stacks: ops/bootstrap_template.py).
     """
     stacks = [stack for stack in stage.stacks if stack.termination_protection]
     if not stacks:
