@@ -122,3 +122,101 @@ def encrypted_log_group(
         retention=LOG_RETENTION,
         removal_policy=removal_policy,
     )
+
+
+# AWS services the project's key and topic policies grant to, with the documentation of the
+# condition keys each sets when it calls KMS or SNS on the account's behalf. Every such grant must
+# carry `aws:SourceAccount` (the account the service acts for), so that the service cannot be used
+# as a confused deputy by another account's resources
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
+SOURCE_ACCOUNT_SERVICES = {
+    # Topic and key policies for notification rules: the documented policy carries
+    # aws:SourceAccount.
+    "codestar-notifications.amazonaws.com": (
+        "https://docs.aws.amazon.com/dtconsole/latest/userguide/set-up-sns.html"
+    ),
+    # CloudWatch alarms publishing to an encrypted topic.
+    "cloudwatch.amazonaws.com": (
+        "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"
+        "#compatibility-with-aws-services"
+    ),
+}
+# The documented exception: CloudWatch Logs binds a key to log groups through the encryption
+# context, `kms:EncryptionContext:aws:logs:arn` (the log group's ARN, which names the account and
+# region); that is the condition AWS's key policy for Logs uses, and it pins the grant to this
+# account as aws:SourceAccount would.
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
+LOGS_CONTEXT_KEY = "kms:EncryptionContext:aws:logs:arn"
+SOURCE_KEYS = ("aws:sourceaccount", "aws:sourcearn")
+
+
+def _services(statement: dict[str, Any]) -> list[str]:
+    principal = statement.get("Principal")
+    if not isinstance(principal, dict) or "Service" not in principal:
+        return []
+    services = principal["Service"]
+    return [services] if isinstance(services, str) else list(services)
+
+
+def _condition_values(statement: dict[str, Any], key: str) -> list[Any]:
+    """The values a statement's Condition gives `key` (case-insensitive), in any operator."""
+    values: list[Any] = []
+    for operands in (statement.get("Condition") or {}).values():
+        for name, value in operands.items():
+            if name.lower() == key.lower():
+                values += value if isinstance(value, list) else [value]
+    return values
+
+
+def service_grant_problem(statement: dict[str, Any], account: str, region: str) -> str | None:
+    """Why an Allow statement for an AWS service principal is not confined to `account`, or
+    None when it is (or when it grants no service)."""
+    services = _services(statement)
+    if statement.get("Effect") != "Allow" or not services:
+        return None
+    if any(_condition_values(statement, key) for key in SOURCE_KEYS):
+        wrong = [v for v in _condition_values(statement, "aws:SourceAccount") if str(v) != account]
+        return f"aws:SourceAccount {wrong} is not {account}" if wrong else None
+    if services == [f"logs.{region}.amazonaws.com"]:
+        arns = _condition_values(statement, LOGS_CONTEXT_KEY)
+        if arns and all(str(a).split(":")[3:5] == [region, account] for a in arns):
+            return None
+    return f"{', '.join(services)} is granted without aws:SourceAccount or aws:SourceArn"
+
+
+def confine_service_grants(scope: Construct) -> None:
+    """Give every grant to an AWS service in the key and topic policies under `scope` an
+    `aws:SourceAccount` condition of its own stack's account. CDK adds some such grants itself
+    without one (a topic's grant to CodeStar Notifications, on the topic and its key), which a
+    condition elsewhere in the policy does not cancel: statements are OR-ed.
+
+    A service not in SOURCE_ACCOUNT_SERVICES fails here, at synth, until someone has checked
+    which condition keys it sets."""
+    from aws_cdk import aws_sns as sns
+
+    for construct in scope.node.find_all():
+        if isinstance(construct, kms.CfnKey):
+            prop = "key_policy"
+        elif isinstance(construct, sns.CfnTopicPolicy):
+            prop = "policy_document"
+        else:
+            continue
+        stack = Stack.of(construct)
+        document = stack.resolve(getattr(construct, prop))
+        changed = False
+        for statement in document.get("Statement", []):
+            if service_grant_problem(statement, stack.account, stack.region) is None:
+                continue
+            unknown = [s for s in _services(statement) if s not in SOURCE_ACCOUNT_SERVICES]
+            if unknown:
+                raise ValueError(
+                    f"{construct.node.path}: a grant to {', '.join(unknown)} has no "
+                    "aws:SourceAccount/aws:SourceArn condition; check in AWS's documentation "
+                    "which keys the service sets and add it to components/keys.py "
+                    "SOURCE_ACCOUNT_SERVICES (or give the grant a condition)."
+                )
+            condition = statement.setdefault("Condition", {})
+            condition.setdefault("StringEquals", {})["aws:SourceAccount"] = stack.account
+            changed = True
+        if changed:
+            setattr(construct, prop, document)

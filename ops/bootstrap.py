@@ -11,8 +11,9 @@ account changes, and a later `cdk bootstrap` of another project does not overwri
 
 For each target account: the permissions boundary and the least-privilege CloudFormation execution
 policies from policies/ are created as managed policies, then each target region is bootstrapped
-trusting the pipeline account for deployments, with those execution policies. Only non-production
-targets trust the pipeline account for lookups. The pipeline account gets its own boundary and
+with those execution policies and a template whose deploy and publishing roles only the pipeline
+stack's roles may assume (ops/bootstrap_template.py). Only non-production targets that import a
+VPC trust the pipeline account for lookups. The pipeline account gets its own boundary and
 execution policies (policies/pipeline-*.json, no AdministratorAccess) and is bootstrapped in its own
 region and in every other region a stage uses (CodePipeline keeps a replication bucket there).
 """
@@ -32,7 +33,7 @@ from configuration import ConfigError, DeploymentConfig, load_config, repository
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
 from ops import quiet_interrupts
-from ops.bootstrap_template import TemplateError, write_template
+from ops.bootstrap_template import PipelineTrust, TemplateError, write_template
 from policies.execution_policy import (
     AccountKind,
     load_boundary,
@@ -95,6 +96,12 @@ class Plan:
     qualifier: str = ""
 
 
+def pipeline_trust(config: DeploymentConfig) -> PipelineTrust:
+    """Who in the pipeline account the targets' CDK roles trust (ops/bootstrap_template.py)."""
+    pipeline = config.pipeline
+    return PipelineTrust(pipeline.project, partition_of(pipeline.region), pipeline.account)
+
+
 def toolkit_stack_name(qualifier: str) -> str:
     """The bootstrap stack of the project's qualifier. One environment holds one stack of a name,
     so the default `CDKToolkit` would be updated, and its qualifier replaced, for every other app.
@@ -116,10 +123,16 @@ def plan(config: DeploymentConfig) -> Plan:
     result = Plan(qualifier=qualifier)
 
     targets: dict[str, list[tuple[str, bool, str | None]]] = {}
+    # Lookups (the CDK lookup role) are needed only to import an existing VPC
+    # (`network.vpc_id`), and are trusted only for non-production targets: production imports are
+    # looked up with that account's own credentials and committed to cdk.context.json.
+    lookups: set[tuple[str, str]] = set()
     for stage in config.stages:
         targets.setdefault(stage.account, []).append(
             (stage.region, stage.production, stage.profile)
         )
+        if stage.network.vpc_id and not stage.production:
+            lookups.add((stage.account, stage.region))
 
     for account, environments in targets.items():
         partition = partition_of(environments[0][0])
@@ -133,15 +146,16 @@ def plan(config: DeploymentConfig) -> Plan:
             if region in seen_regions:
                 continue
             seen_regions.add(region)
-            # Production is trusted for deployments only; lookups are for non-production targets
-            # (the pipeline synthesizes offline and never needs them).
-            lookup = any(not prod for r, prod, _ in environments if r == region)
+            # The pipeline synthesizes offline and never looks anything up; only a developer's
+            # first synth of a non-production stage that imports a VPC needs the lookup role.
+            lookup = (account, region) in lookups
             argv = [
                 "cdk",
                 "bootstrap",
                 f"aws://{account}/{region}",
                 *own_bootstrap,
-                # CDK's template, plus image read access for the pipeline account (the scan).
+                # CDK's template with the trust confined to the pipeline's own roles and the
+                # project's stacks (ops/bootstrap_template.py).
                 "--template",
                 _display(BUILD_DIR / TEMPLATE_NAME),
                 "--trust",
@@ -429,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(ROOT / repository_config(str(args.config)))
         result = plan(config)
         write_policy_files(result, BUILD_DIR)
-        write_template(BUILD_DIR / TEMPLATE_NAME)
+        write_template(BUILD_DIR / TEMPLATE_NAME, pipeline_trust(config))
         print(describe(result, BUILD_DIR))
         if args.apply:
             print()

@@ -355,8 +355,10 @@ def trust_dot(model: TrustModel, title: str) -> str:
         text = f"cross-region support stack\n{stack}\n(artifact bucket in {region})"
         lines.append(f"    support_{_id(region)} [label={_quote(text)}, shape=cylinder];")
     legend = (
-        "Solid: the pipeline assumes the deploy role\n(cdk bootstrap --trust).\n"
-        "Dashed: asset publishing.\nDotted: lookups, trusted only in\nnon-production targets.\n"
+        "Solid: the pipeline assumes the deploy role\n(cdk bootstrap --trust; only the pipeline\n"
+        "stack's roles, <project>-pipeline-*).\n"
+        "Dashed: asset publishing (the same roles).\nDotted: lookups, trusted only in\n"
+        "non-production targets that import a VPC.\n"
         "The deploy role passes the execution role\nto CloudFormation: only the project's\n"
         "execution policies, and roles only with\nthe permissions boundary.\n"
         "Red frame: a production target."

@@ -30,7 +30,7 @@ from typing import Any
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
 from ops import quiet_interrupts
-from ops.bootstrap import Account, current_document, plan
+from ops.bootstrap import Account, current_document, pipeline_trust, plan
 
 DEFAULT_REQUIRED_VERSION = 8
 
@@ -125,6 +125,7 @@ def check_bootstrap(
     qualifier: str,
     pipeline_account: str | None,
     execution_policies: list[str] | None,
+    principal_patterns: list[str] | None = None,
 ) -> list[Check]:
     where = f"{account}/{region}"
     bootstrap = f"make bootstrap APPLY=1 (runs cdk bootstrap aws://{account}/{region})"
@@ -162,7 +163,11 @@ def check_bootstrap(
     ]
     iam = session.client("iam")
     if pipeline_account is not None:
-        checks.append(_check_trust(iam, account, region, qualifier, pipeline_account, bootstrap))
+        checks.append(
+            _check_trust(
+                iam, account, region, qualifier, pipeline_account, principal_patterns, bootstrap
+            )
+        )
     execution_role = f"cdk-{qualifier}-cfn-exec-role-{account}-{region}"
     try:
         attached = iam.list_attached_role_policies(RoleName=execution_role)["AttachedPolicies"]
@@ -193,7 +198,13 @@ def check_bootstrap(
 
 
 def _check_trust(
-    iam: Any, account: str, region: str, qualifier: str, pipeline_account: str, bootstrap: str
+    iam: Any,
+    account: str,
+    region: str,
+    qualifier: str,
+    pipeline_account: str,
+    principal_patterns: list[str] | None,
+    bootstrap: str,
 ) -> Check:
     where = f"{account}/{region}"
     deploy_role = f"cdk-{qualifier}-deploy-role-{account}-{region}"
@@ -203,14 +214,52 @@ def _check_trust(
         return Check(
             "trusts pipeline", where, False, f"{deploy_role}: {_error_code(error)}", bootstrap
         )
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document))
     trusted = pipeline_account in json.dumps(document)
+    if not trusted:
+        return Check(
+            "trusts pipeline",
+            where,
+            False,
+            f"deploy role does not trust {pipeline_account}",
+            f"bootstrap with --trust {pipeline_account}: {bootstrap}",
+        )
+    # Every statement that trusts the pipeline account must name its roles (aws:PrincipalArn,
+    # ops/bootstrap_template.py); a target bootstrapped with CDK's own template trusts every
+    # principal of the pipeline account.
+    wide = [
+        statement
+        for statement in document.get("Statement", [])
+        if pipeline_account in json.dumps(statement.get("Principal", {}))
+        and sorted(_principal_arn_patterns(statement)) != sorted(principal_patterns or [])
+    ]
+    if principal_patterns and wide:
+        return Check(
+            "trusts pipeline",
+            where,
+            False,
+            f"deploy role trusts every principal of {pipeline_account}, not only "
+            f"{', '.join(principal_patterns)}",
+            f"{bootstrap}; a bootstrap stack made from CDK's own template is of another variant, "
+            "which the CLI does not replace: run the `cdk bootstrap` command `make bootstrap` "
+            "prints for this account once with --force (README, Trust between accounts)",
+        )
     return Check(
         "trusts pipeline",
         where,
-        trusted,
-        f"deploy role {'trusts' if trusted else 'does not trust'} {pipeline_account}",
-        "" if trusted else f"bootstrap with --trust {pipeline_account}: {bootstrap}",
+        True,
+        f"deploy role trusts {', '.join(principal_patterns or [pipeline_account])}",
+        "",
     )
+
+
+def _principal_arn_patterns(statement: dict[str, Any]) -> list[str]:
+    condition = statement.get("Condition", {}).get("ArnLike", {})
+    patterns = condition.get("aws:PrincipalArn", [])
+    return [patterns] if isinstance(patterns, str) else list(patterns)
 
 
 def check_policies(session: Any, account: Account) -> list[Check]:
@@ -423,6 +472,7 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
             qualifier=pipeline.qualifier,
             pipeline_account=environment.trusted,
             execution_policies=policies.get(account),
+            principal_patterns=pipeline_trust(config).principal_patterns,
         )
     for planned in bootstrap.accounts:
         if planned.account in sessions:

@@ -1,7 +1,11 @@
 // Evaluates IAM requests with @cloud-copilot/iam-simulate (test-only tooling, AGPL-3.0; never part
 // of what the project deploys). Input on stdin, JSON:
 //   { "policySets": { "<name>": { "identity": [{ "name", "policy" }], "boundary": [...] } },
-//     "calls": [ { "set", "principal", "account", "action", "resource", "context" } ] }
+//     "calls": [ { "set", "principal", "account", "action", "resource", "context",
+//                  "resourcePolicy"?, "resourceAccount"? } ] }
+// `resourceAccount` is the account that owns the resource (default `account`): a cross-account
+// call (a role of the pipeline account assuming a target's role) needs both the identity policy
+// and the resource policy (there: the role's trust policy) to allow it.
 // Output on stdout: one JSON array, per call { "decision", "error"?, "why"? } where decision is
 // Allowed, ImplicitlyDenied, ExplicitlyDenied or Error.
 import { runSimulation } from '@cloud-copilot/iam-simulate'
@@ -46,7 +50,7 @@ for (const call of input.calls) {
     request: {
       principal: call.principal,
       action: call.action,
-      resource: { resource: call.resource, accountId: call.account },
+      resource: { resource: call.resource, accountId: call.resourceAccount ?? call.account },
       contextVariables: call.context ?? {},
     },
     identityPolicies: set.identity,

@@ -28,7 +28,7 @@ from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
 from components.image_assets import destinations_in_manifest
-from components.keys import publisher_key
+from components.keys import confine_service_grants, publisher_key
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
 from configuration.regions import partition_of
@@ -141,6 +141,9 @@ class PipelineStack(Stack):
                     qualifier=config.pipeline.qualifier,
                     suffix=suffix,
                 )
+                # Every grant to an AWS service in the stage's key and topic policies names the
+                # stage's account (before CDK Pipelines synthesizes the stage, below).
+                confine_service_grants(stage)
                 if prepare_stage is not None:
                     # CDK Pipelines synthesizes a stage when it is added: finish it before that.
                     prepare_stage(stage)
@@ -168,6 +171,8 @@ class PipelineStack(Stack):
         if source_config.connection_arn is not None:
             _trigger_on_push(self.pipeline.pipeline, source_config.branch)
             _allow_connection_use(self.pipeline.pipeline, source_config.connection_arn)
+        _confine_asset_roles(self)
+        confine_service_grants(self)
         _apply_boundary(self, boundary_name(project, "pipeline"))
 
 
@@ -395,7 +400,8 @@ def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep | None:
 
     CodePipeline's CloudFormation action ignores a stack's termination protection setting
     (aws/aws-cdk#17871), so the pipeline sets it after deploying, through the stage account's CDK
-    deploy role (bootstrapped with --trust, and allowed cloudformation:UpdateTerminationProtection).
+    deploy role (which trusts this step's role, one of the pipeline stack's, and may call
+    cloudformation:UpdateTerminationProtection on the project's stacks: ops/bootstrap_template.py).
     """
     stacks = [stack for stack in stage.stacks if stack.termination_protection]
     if not stacks:
@@ -419,6 +425,53 @@ def _protect_stacks(stage: DeploymentStage) -> pipelines.CodeBuildStep | None:
             iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[deploy_role])
         ],
     )
+
+
+BUILD_ACTIONS = frozenset(
+    {"codebuild:BatchGetBuilds", "codebuild:StartBuild", "codebuild:StopBuild"}
+)
+
+
+def _confine_asset_roles(stack: Stack) -> None:
+    """CDK Pipelines lets its asset-publishing roles start, stop and read builds of any project
+    ("*"), the production ProtectStacks project (which assumes the production deploy role)
+    included. Each role runs only its own publishing projects: limit those actions to the
+    projects that run as that role.
+
+    The roles' default policies are CDK's; the statement is found by its actions in the rendered
+    document and only its Resource is changed (an escape hatch on the CfnPolicy;
+    tests/stacks/test_pipeline.py checks the synthesized policies with the IAM evaluator, so a
+    change in CDK Pipelines fails there, not in an account)."""
+    projects: dict[str, list[Any]] = {}
+    for construct in stack.node.find_all():
+        if isinstance(construct, codebuild.CfnProject):
+            role = stack.resolve(construct.service_role)
+            if isinstance(role, dict) and "Fn::GetAtt" in role:
+                projects.setdefault(role["Fn::GetAtt"][0], []).append(
+                    {"Fn::GetAtt": [stack.get_logical_id(construct), "Arn"]}
+                )
+    assets = stack.node.find_child("Pipeline").node.try_find_child("Assets")
+    roles = [c for c in assets.node.children if isinstance(c, iam.Role)] if assets else []
+    for role in roles:
+        own = projects.get(stack.get_logical_id(role.node.default_child), [])  # type: ignore[arg-type]
+        policy = role.node.find_child("DefaultPolicy")
+        assert isinstance(policy, iam.Policy)
+        cfn_policy = policy.node.default_child
+        assert isinstance(cfn_policy, iam.CfnPolicy)
+        document = stack.resolve(policy.document)
+        for statement in document["Statement"]:
+            actions = statement["Action"]
+            actions = {actions} if isinstance(actions, str) else set(actions)
+            if actions & BUILD_ACTIONS and statement.get("Resource") == "*":
+                if actions - BUILD_ACTIONS or not own:
+                    raise ValueError(
+                        f"{role.node.path}: CDK Pipelines' build statement changed shape "
+                        f"({sorted(actions)}, projects {own}); revisit _confine_asset_roles."
+                    )
+                statement["Resource"] = own
+        # The rendered document replaces CDK's (which the compliance checks read too); nothing
+        # is added to these roles after the pipeline is built.
+        cfn_policy.policy_document = document
 
 
 def _apply_boundary(stack: Stack, name: str) -> None:

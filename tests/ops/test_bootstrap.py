@@ -49,7 +49,6 @@ def test_default_plan_prints_exact_bootstrap_commands() -> None:
         "--termination-protection",
         f"cdk bootstrap aws://222222222222/eu-west-1 {own} "
         "--template build/bootstrap/bootstrap-template.yaml --trust 111111111111 "
-        "--trust-for-lookup 111111111111 "
         f"--cloudformation-execution-policies {execution('222222222222')} --termination-protection",
         f"cdk bootstrap aws://333333333333/eu-west-1 {own} "
         "--template build/bootstrap/bootstrap-template.yaml --trust 111111111111 "
@@ -57,6 +56,25 @@ def test_default_plan_prints_exact_bootstrap_commands() -> None:
     ]
     assert "AdministratorAccess" not in " ".join(commands)
     assert "# Qualifier webapp (toolkit stack CDKToolkit-webapp)" in describe(result, BUILD)
+
+
+def test_lookup_trust_only_for_non_production_targets_that_import_a_vpc(tmp_path: Path) -> None:
+    """Synth is offline: lookups only serve a developer's first synth of an imported VPC, and
+    production's are done with production's own credentials."""
+    assert not any(
+        "--trust-for-lookup" in argv for _, argv in plan(load_config(DEFAULT_CONFIG)).commands
+    )
+    imported = plan(load_config(FIXTURES / "imported.toml"))  # only prod imports a VPC
+    assert not any("--trust-for-lookup" in argv for _, argv in imported.commands)
+    text = (FIXTURES / "imported.toml").read_text()
+    text = text.replace("production = true", "production = false")
+    (tmp_path / "config.toml").write_text(text)
+    lookups = [
+        argv[2]
+        for _, argv in plan(load_config(tmp_path / "config.toml")).commands
+        if "--trust-for-lookup" in argv
+    ]
+    assert lookups == ["aws://333333333333/us-west-2"]
 
 
 def test_a_configured_qualifier_is_used_everywhere(tmp_path: Path) -> None:
@@ -127,7 +145,9 @@ def test_dry_run_prints_and_calls_nothing(
     )
     assert "--trust 111111111111" in out
     # The targets' template, written for review and for `cdk bootstrap --template`.
-    assert "TrustedAccountsReadImages" in (tmp_path / "bootstrap-template.yaml").read_text()
+    template = (tmp_path / "bootstrap-template.yaml").read_text()
+    assert "TrustedAccountsReadImages" in template
+    assert "arn:aws:iam::111111111111:role/webapp-pipeline-*" in template
 
 
 def test_bad_config_is_refused_cleanly(capsys: pytest.CaptureFixture[str]) -> None:

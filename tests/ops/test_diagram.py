@@ -53,10 +53,11 @@ def test_trust_map_names_each_targets_roles(default_synth: Synthesized) -> None:
         (),
     )
     staging, prod = model.targets
+    # No stage of the default config imports a VPC: no lookup trust anywhere.
     assert (staging.stages, staging.production, staging.lookup_trusted) == (
         ("staging",),
         False,
-        True,
+        False,
     )
     assert (prod.stages, prod.production, prod.lookup_trusted) == (("prod",), True, False)
     for target in (staging, prod):

@@ -149,6 +149,7 @@ def aws() -> Iterator[None]:
 def _bootstrap(
     version: str = "30",
     trusted: str = PIPELINE,
+    confined: bool = True,
     policies: tuple[str, ...] | None = None,
     documents: dict[str, dict[str, Any]] | None = None,
 ) -> None:
@@ -164,6 +165,18 @@ def _bootstrap(
                 "Effect": "Allow",
                 "Principal": {"AWS": f"arn:aws:iam::{trusted}:root"},
                 "Action": "sts:AssumeRole",
+                # What ops/bootstrap_template.py adds: only the pipeline stack's roles.
+                **(
+                    {
+                        "Condition": {
+                            "ArnLike": {
+                                "aws:PrincipalArn": f"arn:aws:iam::{trusted}:role/webapp-pipeline-*"
+                            }
+                        }
+                    }
+                    if confined
+                    else {}
+                ),
             }
         ],
     }
@@ -285,6 +298,14 @@ def test_target_that_does_not_trust_the_pipeline_fails(tmp_path: Path) -> None:
     _bootstrap(trusted="999999999999")
     [check] = _run(tmp_path, _certificate())["trusts pipeline"]
     assert not check.ok and f"--trust {PIPELINE}" in check.fix
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_target_trusting_the_whole_pipeline_account_fails(tmp_path: Path) -> None:
+    """Bootstrapped with CDK's own template: any principal of the pipeline account may deploy."""
+    _bootstrap(confined=False)
+    [check] = _run(tmp_path, _certificate())["trusts pipeline"]
+    assert not check.ok and "every principal" in check.detail and "--force" in check.fix
 
 
 @pytest.mark.usefixtures("aws")

@@ -14,6 +14,7 @@ from aws_cdk.assertions import Match, Template
 from policies.execution_policy import actions_of
 
 from ..conftest import FIXTURES, ROOT, Synthesized
+from ..simulate import simulate
 
 
 def _pipeline(template: Template) -> dict[str, Any]:
@@ -455,3 +456,132 @@ def test_synth_step_has_room_for_the_parallel_test_suite(template: Template) -> 
     )
     assert project["Properties"]["Environment"]["ComputeType"] == "BUILD_GENERAL1_MEDIUM"
     assert project["Properties"]["Environment"]["Image"] == "aws/codebuild/standard:7.0"
+
+
+def _project_arn(logical_id: str) -> str:
+    return f"arn:aws:codebuild:eu-west-1:111111111111:project/{logical_id}"
+
+
+def _with_project_arns(value: Any, projects: set[str]) -> Any:
+    """`value` with each `Fn::GetAtt [<project>, Arn]` as the project's ARN."""
+    if isinstance(value, list):
+        return [_with_project_arns(v, projects) for v in value]
+    if isinstance(value, dict):
+        target = value.get("Fn::GetAtt")
+        if target and target[0] in projects and target[1] == "Arn":
+            return _project_arn(target[0])
+        return {k: _with_project_arns(v, projects) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("config", ["default", "five-stages", "slow-layout"])
+def test_asset_publishing_roles_run_only_their_own_projects(
+    config: str, synth: Callable[..., Synthesized], tmp_path: Any
+) -> None:
+    """CDK Pipelines grants its asset roles codebuild:StartBuild on every project; each may now
+    start (stop, read) only the publishing projects that run as it: not ProtectStacks (which
+    assumes the production deploy role), not synth, not another project of the account."""
+    if config == "slow-layout":  # CDK Pipelines' default layout: one project per asset
+        from aws_cdk import App
+
+        from app import CDK_CLI_CONTEXT, pipeline_stack
+        from configuration import load_config
+
+        from ..conftest import DEFAULT_CONFIG
+
+        app = App(context=CDK_CLI_CONTEXT, outdir=str(tmp_path))
+        stack = pipeline_stack(
+            app, load_config(DEFAULT_CONFIG), config_path="config/default.toml", fast_layout=False
+        )
+    else:
+        stack = (
+            synth() if config == "default" else synth(FIXTURES / "five-stages.toml", "-blue")
+        ).stack
+    template = Template.from_stack(stack).to_json()
+    resources = template["Resources"]
+    projects = {k for k, r in resources.items() if r["Type"] == "AWS::CodeBuild::Project"}
+    roles = {
+        k
+        for k, r in resources.items()
+        if r["Type"] == "AWS::IAM::Role" and re.match(r"PipelineAssets(File|Docker)Role", k)
+    }
+    assert len(roles) == 2
+    protect = [p for p in projects if "ProtectStacks" in p]
+    assert protect  # production's ProtectStacks project is among those refused
+    for role in roles:
+        own = {
+            p
+            for p in projects
+            if resources[p]["Properties"]["ServiceRole"] == {"Fn::GetAtt": [role, "Arn"]}
+        }
+        assert own and all("PipelineAssets" in p for p in own)
+        (policy,) = [
+            r["Properties"]["PolicyDocument"]
+            for r in resources.values()
+            if r["Type"] == "AWS::IAM::Policy" and r["Properties"]["Roles"] == [{"Ref": role}]
+        ]
+        # The evaluator sees the statements that can grant CodeBuild build actions.
+        granting = [
+            s
+            for s in policy["Statement"]
+            if any(a in ("*", "codebuild:*") or a.startswith("codebuild:") for a in actions_of(s))
+            and not str(s["Resource"]).count("report-group")
+        ]
+        document = {"Version": "2012-10-17", "Statement": _with_project_arns(granting, projects)}
+        others = [*sorted(projects - own), "SomeoneElsesProject"]
+        calls = [
+            {
+                "set": "asset",
+                "principal": f"arn:aws:iam::111111111111:role/webapp-pipeline-{role}-X",
+                "action": action,
+                "resource": _project_arn(project),
+            }
+            for project in sorted(own) + others
+            for action in (
+                "codebuild:StartBuild",
+                "codebuild:StopBuild",
+                "codebuild:BatchGetBuilds",
+            )
+        ]
+        decisions = simulate(calls, {"asset": [{"name": "default", "policy": document}]})
+        allowed = {c["resource"] for c, d in zip(calls, decisions, strict=True) if d == "Allowed"}
+        assert allowed == {_project_arn(p) for p in own}
+        assert not {_project_arn(p) for p in protect} & allowed
+
+
+@pytest.mark.parametrize("name", ["default_synth", "five_stage_synth"])
+def test_the_roles_that_reach_the_targets_match_the_targets_trust(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """The targets trust `<project>-pipeline-*` of the pipeline account (ops/bootstrap_template):
+    every pipeline role whose policy assumes a target's CDK role, and the scan role, must get a
+    name CloudFormation generates from the stack name, which starts so."""
+    from ops.bootstrap import pipeline_trust
+
+    synthesized: Synthesized = request.getfixturevalue(name)
+    stack = synthesized.stack
+    (pattern,) = pipeline_trust(synthesized.config).principal_patterns
+    prefix = pattern.rsplit("/", 1)[1].rstrip("*")
+    assert f"{stack.stack_name}-".startswith(prefix)
+    assert len(stack.stack_name) <= 42  # leaves room in IAM's 64 for the logical id and suffix
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    targets = {s.account for s in synthesized.config.stages} - {synthesized.config.pipeline.account}
+    reaching: set[str] = set()
+    for resource in resources.values():
+        if resource["Type"] != "AWS::IAM::Policy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            text = json.dumps(statement["Resource"])
+            if "sts:AssumeRole" in actions_of(statement) and any(t in text for t in targets):
+                reaching |= {role["Ref"] for role in resource["Properties"]["Roles"]}
+    reaching.add(next(k for k in resources if k.startswith("SecurityScanRole")))
+    assert {re.sub(r"[0-9A-F]{8}$", "", r) for r in reaching} >= {
+        "PipelineRole",
+        "PipelineAssetsFileRole",
+        "PipelineAssetsDockerRole",
+        "SecurityScanRole",
+    }
+    assert any("ProtectStacksRole" in r for r in reaching)
+    for role in reaching:
+        assert "RoleName" not in resources[role]["Properties"], role
+        assert "Path" not in resources[role]["Properties"], role
