@@ -855,8 +855,14 @@ def check(
         report.catalogue_gaps |= gaps
         report.calls += calls
     unique = list(dict.fromkeys(report.calls))
-    decisions = evaluate(unique, policies if policies is not None else policy_sets(config))
-    by_call = dict(zip(unique, decisions, strict=True))
+    # The decision does not depend on which stack or resource made the request: evaluate each
+    # distinct request once.
+    requests = {_request(call): call for call in unique}
+    decided = evaluate(
+        list(requests.values()), policies if policies is not None else policy_sets(config)
+    )
+    by_request = dict(zip(requests, decided, strict=True))
+    by_call = {call: by_request[_request(call)] for call in unique}
     denied_on_purpose = {action.lower(): reason for action, reason in DENIED.items()}
     for call in unique:
         decision = by_call[call]
@@ -866,6 +872,17 @@ def check(
             why = decision.get("why") or ([decision["error"]] if "error" in decision else [])
             report.denials.append((call, decision["decision"], why))
     return report
+
+
+def _request(call: Call) -> tuple[object, ...]:
+    return (
+        call.account,
+        call.principal,
+        call.action,
+        call.resource,
+        call.context,
+        call.resource_policy,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,10 +34,13 @@ class ResourceType:
     @property
     def pattern(self) -> re.Pattern[str]:
         """A regular expression matching ARNs of this type (placeholders match any value)."""
-        parts = re.split(r"(\$\{[^}]+\})", self.arn)
-        return re.compile(
-            "".join(".+" if p.startswith("${") else re.escape(p) for p in parts) + "$"
-        )
+        return _pattern(self.arn)
+
+
+@cache
+def _pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\$\{[^}]+\})", template)
+    return re.compile("".join(".+" if p.startswith("${") else re.escape(p) for p in parts) + "$")
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def resource_types(service: str) -> dict[str, ResourceType]:
     }
 
 
+@cache
 def classify(arn: str) -> ResourceType | None:
     """The resource type an ARN belongs to (the most specific template that matches)."""
     parts = arn.split(":", 5)
