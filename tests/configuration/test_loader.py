@@ -723,8 +723,8 @@ def test_a_config_path_is_made_relative_to_the_repository(tmp_path: Path) -> Non
 
 
 def test_the_readme_shows_a_real_refusal(tmp_path: Path) -> None:
-    """The README's example message is what the loader prints (paths aside)."""
+    """The configuration guide's example message is what the loader prints (paths aside)."""
     message = str(_load_edited(tmp_path, "memory = 1024", "memory = 1000"))
     body = message.split(": invalid config ", 1)[1]
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join((ROOT / "docs" / "configuration.md").read_text().split())
     assert body in readme, body

@@ -25,7 +25,7 @@ from policies.execution_policy import service_of
 
 from ..conftest import DEFAULT_CONFIG, ROOT, Synthesized, record_figure
 
-README = ROOT / "README.md"
+SECURITY_GUIDE = ROOT / "docs" / "security.md"
 
 
 @pytest.fixture(scope="module", params=["default_synth", "five_stage_synth", "imported_synth"])
@@ -71,9 +71,9 @@ def test_the_first_deploy_is_allowed_in_every_account(synthesized: Synthesized) 
     record_figure(figure)
     assert report.ok, report.describe()
     if name == "default":
-        # The README's security section shows these figures; they change with the stacks.
+        # The security guide shows these figures; they change with the stacks.
         shown = figure.split(";")[0]
-        assert shown in README.read_text(), f"update the README's figures to: {figure}"
+        assert shown in SECURITY_GUIDE.read_text(), f"update docs/security.md's figures: {figure}"
     assert len(set(report.calls)) > 1000
     # Every Lambda function's code object in the project's asset bucket was evaluated.
     qualifier = synthesized.config.pipeline.qualifier
