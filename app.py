@@ -75,7 +75,7 @@ def main(context: dict[str, str] | None = None, outdir: str | None = None) -> in
     failure = (
         "error: compliance checks failed ({plugins}): remediate each finding listed above or, "
         "where that is impossible, acknowledge it in policies/acknowledgements.toml with a "
-        "reason (README, Security). The full report is validation-report.json in the output "
+        "reason (docs/security.md). The full report is validation-report.json in the output "
         "directory (`make synth` keeps it as validation-report.json in the repository root)."
     )
     try:
@@ -152,7 +152,7 @@ def _construct_errors(config: DeploymentConfig, config_path: str, errors: list[F
         "CDK lookup role, and none were found. Run `make synth CONFIG="
         f"{config_path}` once with such credentials (for example AWS_PROFILE=<profile of the "
         "pipeline account>), then commit cdk.context.json so that the pipeline and everyone "
-        "else synthesize offline (README, Using what exists)."
+        "else synthesize offline (docs/configuration.md, Using what exists)."
     )
 
 
@@ -232,7 +232,7 @@ def pipeline_stack(
 
 def _listener_rules_unchanged(assembly: Path, *, accept: bool) -> bool:
     """service/listener_guard.py: refuse rules that CloudFormation would rewrite after a release;
-    with `accept`, record them instead (an intended change, README "Changing the listener
+    with `accept`, record them instead (an intended change, docs/releases.md, "Changing the listener
     rules"). The pipeline (CodeBuild) also refuses stacks whose rules were never recorded."""
     rendered = listener_guard.rendered_rules(assembly)
     if accept:
@@ -249,8 +249,8 @@ def _listener_rules_unchanged(assembly: Path, *, accept: bool) -> bool:
         print(
             "error: this change makes CloudFormation rewrite listener rules that ECS owns after a "
             "release, which can send production traffic to a target group without tasks "
-            f"(aws/aws-cdk#36649): {'; '.join(verdict.changed)}. If it is intended, follow README "
-            "'Changing the listener rules', record it with `make accept-listener-rules "
+            f"(aws/aws-cdk#36649): {'; '.join(verdict.changed)}. If it is intended, follow "
+            "docs/releases.md 'Changing the listener rules', record it with `make accept-listener-rules "
             f"CONFIG=...` and commit {record}.",
             file=sys.stderr,
         )

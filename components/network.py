@@ -17,7 +17,7 @@ class Network(Construct):
     It lives in the same stack as the service that uses it: a VPC in a stack of its own hands its
     ids to the service through CloudFormation exports, and CloudFormation refuses to change or
     remove an export that another stack imports, so changing `nat_gateways` or the zones would
-    wedge the stage (README, "Changing the network"). The zones are the stack's
+    wedge the stage (docs/operations.md, "Changing the network"). The zones are the stack's
     (`availability_zones` from the config), so synthesis needs no context lookup.
     """
 

@@ -135,7 +135,7 @@ def _explain(kind: str, message: str, value: Any, loc: tuple[str | int, ...]) ->
     if kind == "string_pattern_mismatch":
         # Every pattern of the model explains itself (model._matching); this is a safety net so
         # that a regular expression is never what the user reads.
-        return "not in the expected form (see the config table in the README)"
+        return "not in the expected form (see the config table in docs/configuration.md)"
     return message
 
 

@@ -15,7 +15,7 @@
    one-time cost is the least any synth using these modules can take.
 6. The test suite (`pytest`, as `make test` runs it), in default-config synths' worth of time.
 
-Results go to build/bench/results.json and results.md; README summarizes them. A benchmark, not a
+Results go to build/bench/results.json and results.md; docs/speed.md summarizes them. A benchmark, not a
 test: it reports targets as met or missed and always exits 0 unless it could not measure.
 """
 
@@ -172,7 +172,7 @@ def progress(label: str, measure: Callable[[], T], out: Callable[[str], None] = 
 
 
 def release_table(releases: dict[str, dict[str, Any]]) -> list[str]:
-    """The modelled release of each stage, phase by phase (the README's *How long a release
+    """The modelled release of each stage, phase by phase (docs/releases.md, *How long a release
     takes* table)."""
     names = list(releases)
     phases: dict[str, dict[str, float]] = {}

@@ -417,7 +417,7 @@ def check_qualifier_is_ours(iam: Any, account: Account, region: str, qualifier: 
             f"account {account.account} ({region}) is already bootstrapped with qualifier "
             f"{qualifier}, and its execution role {role} runs with {', '.join(foreign)}, which "
             "this project did not create: another app uses that qualifier. Set a qualifier of "
-            "this project's own as `pipeline.qualifier` in the config (README, Bootstrap "
+            "this project's own as `pipeline.qualifier` in the config (docs/security.md, Bootstrap "
             "qualifier). (If those policies are this project's from before, detach them and run "
             "`make bootstrap APPLY=1` again.)"
         )

@@ -12,8 +12,9 @@ stack, waiting for the result. A production stage is refused unless `--confirm-p
 its name; then the stack's termination protection and its load balancer's deletion protection are
 turned off first (both are on in production precisely so that nothing deletes it by accident).
 
-Remove the stage from the config and push first (README, "Remove a stage"): the pipeline does not
-delete stacks, but it would create this one again on the next run while the stage is configured.
+Remove the stage from the config and push first (docs/operations.md, "Remove a stage"): the
+pipeline does not delete stacks, but it would create this one again on the next run while the
+stage is configured.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session)
             raise
         print(
             f"error: {error}. Nothing more was done; the stack's events in the CloudFormation "
-            "console say what failed (README, 'Remove a stage').",
+            "console say what failed (docs/operations.md, 'Remove a stage').",
             file=sys.stderr,
         )
         return 1

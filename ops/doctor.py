@@ -245,7 +245,7 @@ def _check_trust(
             f"{', '.join(principal_patterns)}",
             f"{bootstrap}; a bootstrap stack made from CDK's own template is of another variant, "
             "which the CLI does not replace: run the `cdk bootstrap` command `make bootstrap` "
-            "prints for this account once with --force (README, Trust between accounts)",
+            "prints for this account once with --force (docs/security.md, Trust between accounts)",
         )
     return Check(
         "trusts pipeline",

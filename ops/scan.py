@@ -137,7 +137,7 @@ def check_ignore_file(path: Path, today: dt.date) -> IgnoreReview:
     latest = today + dt.timedelta(days=MAX_IGNORE_DAYS)
     renew = (
         f"to renew it, review the finding and the statement, then set expired_at to a date at "
-        f"most {MAX_IGNORE_DAYS} days ahead (at the latest {latest}); see README, "
+        f"most {MAX_IGNORE_DAYS} days ahead (at the latest {latest}); see docs/security.md, "
         "'Rotating the ignores'"
     )
     for section, entries in data.items():
@@ -329,7 +329,7 @@ class Registry(Protocol):
 class EcrRegistry:
     """Resolves tags in the targets' ECR asset repositories (ecr:DescribeImages across accounts:
     the scan's role may call it on those repositories, and each repository's policy must let the
-    pipeline account read; see README, 'Security scanning')."""
+    pipeline account read; see docs/security.md, 'Security scanning')."""
 
     def __init__(self, client_for: Callable[[str], Any] | None = None) -> None:
         self._client_for = client_for or _ecr_client
@@ -365,7 +365,7 @@ class EcrRegistry:
                     f"{where}: access denied ({message}). The scan's role may read the targets' "
                     "asset repositories, and the repository's policy in account "
                     f"{destination.account} must allow the pipeline account to read "
-                    "(README, 'Security scanning')."
+                    "(docs/security.md, 'Security scanning')."
                 ) from error
             raise ScanError(f"{where}: {code or 'error'}: {message}") from error
         except BotoCoreError as error:

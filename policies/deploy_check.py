@@ -17,7 +17,7 @@ and evaluates each request with an established IAM policy evaluator (`@cloud-cop
 npm, test-only) against the account's execution policies exactly as `make bootstrap` creates them.
 It fails on any denial, naming stack, logical id, action, ARN and why no statement allowed it.
 
-What it cannot see (README, "What the deploy-permission check proves"): calls a handler makes that
+What it cannot see (docs/security.md, "What the check proves"): calls a handler makes that
 its schema does not list, service-side checks that are not IAM (quotas, key policies of keys the
 template does not create, SCPs of an organization), and calls whose resource the template does not
 name (counted as "not applicable", printed).

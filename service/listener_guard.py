@@ -12,7 +12,7 @@ listener, a load balancer or a VPC expanded into that resource's properties whos
 replacement (CloudFormation's "Update requires: Replacement", per resource reference page). The
 fingerprints of deployed stacks are committed in `service/listener-rules.json`; `make synth`
 refuses a config whose rules no longer match them. An intended change is accepted explicitly with
-`make accept-listener-rules` (README, "Changing the listener rules").
+`make accept-listener-rules` (docs/releases.md, "Changing the listener rules").
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 template: health checks, grace period, draining, the deployment strategy and its steps, the
 lifecycle hooks and the bake time.
 
-The model is written down in README ("How long a release takes") and printed by `make bench`.
+The model is written down in docs/releases.md ("How long a release takes") and printed by
+`make bench`.
 Reading the template rather than the config means the model describes what CloudFormation will be
 asked to do. Assumptions that no template value fixes are named as such below.
 """

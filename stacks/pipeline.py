@@ -296,7 +296,7 @@ def _allow_reading_assets(role: iam.Role, stages: list[DeploymentStage]) -> None
 
     Reading another account's repository also needs that repository's policy to allow the
     pipeline account (https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-policies.html);
-    see README, 'Security scanning'."""
+    see docs/security.md, 'Security scanning'."""
     arns: list[str] = []
     for stage in stages:
         # CDK Pipelines synthesized the stage when it was added; this returns that assembly.
