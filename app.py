@@ -250,8 +250,8 @@ def _listener_rules_unchanged(assembly: Path, *, accept: bool) -> bool:
             "error: this change makes CloudFormation rewrite listener rules that ECS owns after a "
             "release, which can send production traffic to a target group without tasks "
             f"(aws/aws-cdk#36649): {'; '.join(verdict.changed)}. If it is intended, follow "
-            "docs/releases.md 'Changing the listener rules', record it with `make accept-listener-rules "
-            f"CONFIG=...` and commit {record}.",
+            "docs/releases.md 'Changing the listener rules', record it with "
+            f"`make accept-listener-rules CONFIG=...` and commit {record}.",
             file=sys.stderr,
         )
         return False
