@@ -490,6 +490,11 @@ class _Resources:
             return re.sub(r"\$\{([^}!]+)\}", sub, text)
         if function == "Fn::Select":
             index, items = argument
+            if isinstance(items, dict) and "Fn::Split" in items:
+                delimiter, source = items["Fn::Split"]
+                text = self.render(source)
+                parts = text.split(delimiter) if text is not None else []
+                return parts[index] if isinstance(index, int) and index < len(parts) else None
             if isinstance(items, list) and isinstance(index, int) and index < len(items):
                 return self.render(items[index])
             return None
@@ -504,6 +509,11 @@ class _Resources:
             if self.stack.partition == "aws-cn"
             else ("amazonaws.com"),
             "AWS::StackName": self.stack.name,
+            "AWS::StackId": (
+                f"arn:{self.stack.partition}:cloudformation:{self.stack.region}:"
+                f"{self.stack.account}:stack/{self.stack.name}/"
+                "3c1a2b00-0000-4000-8000-000000000000"
+            ),
         }
         if name in pseudo:
             return pseudo[name]

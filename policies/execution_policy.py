@@ -111,6 +111,21 @@ PASSED_TO_SERVICES: dict[AccountKind, frozenset[str]] = {
 REFERENCED_SERVICES = frozenset(
     {"codeconnections", "codestar-connections", "ec2", "iam", "kms", "logs", "s3", "ssm"}
 )
+# Resources the stacks name, by IAM resource type: CloudFormation generates `<stack>-<id>-<random>`
+# where a template sets no name, and every stack is named `<project>-...`; WAF requires its log
+# groups to start with `aws-waf-logs-` (service/infrastructure.py names them after the stack).
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-name.html
+# https://docs.aws.amazon.com/waf/latest/developerguide/logging-cw-logs.html
+NAME_SCOPED: dict[str, dict[str, list[str]]] = {
+    "logs": {
+        "log-group": [
+            "arn:{partition}:logs:*:{account}:log-group:{project}-*",
+            "arn:{partition}:logs:*:{account}:log-group:aws-waf-logs-{project}-*",
+        ],
+    },
+    "sns": {"topic": ["arn:{partition}:sns:*:{account}:{project}-*"]},
+    "cloudwatch": {"alarm": ["arn:{partition}:cloudwatch:*:{account}:alarm:{project}-*"]},
+}
 # CodeStar Connections was renamed CodeConnections: IAM knows both prefixes for the same API and
 # connections, and a connection ARN may carry either.
 # https://docs.aws.amazon.com/dtconsole/latest/userguide/rename-codeconnections.html
@@ -392,6 +407,8 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
                     ],
                 }
             )
+        elif service in NAME_SCOPED:
+            statements.extend(_name_scoped_statements(service, actions))
         else:
             statements.append(
                 {
@@ -447,6 +464,42 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
         ),
         "policies": _pack(statements, kind),
     }
+
+
+def _name_scoped_statements(service: str, actions: set[str]) -> list[dict[str, Any]]:
+    """Actions on resources the stacks name (CloudFormation's generated names begin with the
+    stack name, `<project>-...`) are allowed on those names only; actions AWS authorizes only on
+    "*", or also on kinds of resource the stacks do not create, stay on "*"."""
+    patterns = NAME_SCOPED[service]
+    scoped: set[str] = set()
+    for action in actions:
+        entry = iam_data.action(action)
+        types = [key for key, _ in entry.resource_types] if entry else []
+        if types and all(key in patterns for key in types):
+            scoped.add(action)
+    statements: list[dict[str, Any]] = []
+    if scoped:
+        keys = sorted(
+            {key for a in scoped if (e := iam_data.action(a)) for key, _ in e.resource_types}
+        )
+        statements.append(
+            {
+                "Sid": _sid(service) + "ProjectNamed",
+                "Effect": "Allow",
+                "Action": sorted(scoped),
+                "Resource": [pattern for key in keys for pattern in patterns[key]],
+            }
+        )
+    if actions - scoped:
+        statements.append(
+            {
+                "Sid": _sid(service),
+                "Effect": "Allow",
+                "Action": sorted(actions - scoped),
+                "Resource": "*",
+            }
+        )
+    return statements
 
 
 def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]]:

@@ -360,3 +360,36 @@ def test_the_boundary_check_can_fail() -> None:
     ]
     decisions = evaluate(calls, {account: [{"name": "boundary", "policy": boundary}]})
     assert [d["decision"] for d in decisions] == ["ImplicitlyDenied"]
+
+
+@pytest.mark.parametrize(
+    ("action", "own", "foreign"),
+    [
+        (
+            "logs:DeleteLogGroup",
+            "log-group:webapp-staging-service-WebLogs-ABC",
+            "log-group:billing-logs",
+        ),
+        (
+            "logs:PutRetentionPolicy",
+            "log-group:aws-waf-logs-webapp-prod-service-1a2b",
+            "log-group:aws-waf-logs-billing",
+        ),
+        ("sns:SetTopicAttributes", "webapp-staging-service-Topic-ABC", "billing-alerts"),
+        ("sns:Subscribe", "webapp-pipeline-Topic-ABC", "billing-alerts"),
+        ("cloudwatch:DeleteAlarms", "alarm:webapp-staging-service-Alarm-ABC", "alarm:billing-5xx"),
+    ],
+)
+def test_log_groups_topics_and_alarms_only_by_the_project_names(
+    action: str, own: str, foreign: str
+) -> None:
+    account = "222222222222"
+    service = action.split(":")[0]
+    region = "eu-west-1"
+
+    def arn(name: str) -> str:
+        return f"arn:aws:{service}:{region}:{account}:{name}"
+
+    context = {"aws:ResourceAccount": account}
+    assert _decide(account, action, arn(own), **context) == "Allowed"
+    assert _decide(account, action, arn(foreign), **context) == "ImplicitlyDenied"
