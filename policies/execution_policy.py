@@ -134,20 +134,19 @@ CONNECTION_SERVICES = frozenset({"codeconnections", "codestar-connections"})
 # credentials, here the CloudFormation execution role.
 # https://docs.aws.amazon.com/lambda/latest/api/API_FunctionCode.html
 ASSET_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
-# IAM actions are written with resource and boundary conditions (see _iam_statements).
-# Every change to a role's permissions needs the boundary on that role, so a pre-existing role that
-# happens to match the name prefix but has no boundary cannot be given more rights. (These are the
-# role actions that support the iam:PermissionsBoundary condition key.)
-IAM_WITH_BOUNDARY = frozenset(
-    {
-        "iam:AttachRolePolicy",
-        "iam:CreateRole",
-        "iam:DeleteRolePolicy",
-        "iam:DetachRolePolicy",
-        "iam:PutRolePermissionsBoundary",
-        "iam:PutRolePolicy",
-    }
-)
+# IAM actions are written with resource and boundary conditions (see _iam_statements). Every role
+# action that supports the iam:PermissionsBoundary condition key (AWS's catalogue says which:
+# CreateRole, Put/Delete/Attach/DetachRolePolicy, UpdateAssumeRolePolicy, DeleteRole, GetRole...)
+# requires the project's boundary on the role, so a role that matches the name prefix but has no
+# boundary (`<project>-legacy`) cannot be changed, trusted anew or deleted.
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_PermissionsBoundary
+
+
+def _supports_boundary(action: str) -> bool:
+    entry = iam_data.action(action)
+    return entry is not None and "iam:PermissionsBoundary" in entry.condition_keys
+
+
 # S3 actions that do not act on one bucket, so cannot be scoped to the project's buckets.
 S3_ACCOUNT_LEVEL = frozenset({"s3:ListAllMyBuckets", "s3:GetAccountPublicAccessBlock"})
 
@@ -505,10 +504,14 @@ def _name_scoped_statements(service: str, actions: set[str]) -> list[dict[str, A
 def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]]:
     roles = "arn:{partition}:iam::{account}:role/{project}-*"
     boundary = "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAMES[kind]
-    with_boundary = sorted(actions & IAM_WITH_BOUNDARY)
+    with_boundary = sorted(
+        a for a in actions if _supports_boundary(a) and a != "iam:CreateServiceLinkedRole"
+    )
     pass_role = sorted(actions & {"iam:PassRole"})
     linked = sorted(actions & {"iam:CreateServiceLinkedRole"})
-    rest = sorted(actions - IAM_WITH_BOUNDARY - {"iam:PassRole", "iam:CreateServiceLinkedRole"})
+    rest = sorted(
+        actions - set(with_boundary) - {"iam:PassRole", "iam:CreateServiceLinkedRole"}
+    )
     statements: list[dict[str, Any]] = []
     if with_boundary:
         statements.append(

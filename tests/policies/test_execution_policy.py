@@ -393,3 +393,17 @@ def test_log_groups_topics_and_alarms_only_by_the_project_names(
     context = {"aws:ResourceAccount": account}
     assert _decide(account, action, arn(own), **context) == "Allowed"
     assert _decide(account, action, arn(foreign), **context) == "ImplicitlyDenied"
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["iam:UpdateAssumeRolePolicy", "iam:DeleteRole", "iam:UpdateRole", "iam:PutRolePolicy"],
+)
+def test_a_project_named_role_without_the_boundary_cannot_be_changed(action: str) -> None:
+    """`webapp-legacy`, made by hand without the boundary, matches the name prefix: its trust,
+    permissions and existence stay out of the pipeline's reach."""
+    account = "222222222222"
+    legacy = f"arn:aws:iam::{account}:role/webapp-legacy"
+    boundary = f"arn:aws:iam::{account}:policy/webapp-permissions-boundary"
+    assert _decide(account, action, legacy) == "ImplicitlyDenied"
+    assert _decide(account, action, legacy, **{"iam:PermissionsBoundary": boundary}) == "Allowed"
