@@ -509,9 +509,7 @@ def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]
     )
     pass_role = sorted(actions & {"iam:PassRole"})
     linked = sorted(actions & {"iam:CreateServiceLinkedRole"})
-    rest = sorted(
-        actions - set(with_boundary) - {"iam:PassRole", "iam:CreateServiceLinkedRole"}
-    )
+    rest = sorted(actions - set(with_boundary) - {"iam:PassRole", "iam:CreateServiceLinkedRole"})
     statements: list[dict[str, Any]] = []
     if with_boundary:
         statements.append(
