@@ -722,7 +722,7 @@ def stack_calls(
                         continue
                     targets = [Target("*")]
                 for target in targets:
-                    context = _context(entry, handler, kind, target, own)
+                    context = _context(entry, handler, kind, target, own, stack.account)
                     # A resource policy applies once the resource exists (not to its creation).
                     creates = handler == "create" and target is own
                     policy = None if creates and entry.name.startswith("Create") else target.policy
@@ -758,7 +758,12 @@ def _type_of(arn: str) -> tuple[str, str] | None:
 
 
 def _context(
-    action: iam_data.Action, handler: str, kind: str, target: Target, own: Target | None
+    action: iam_data.Action,
+    handler: str,
+    kind: str,
+    target: Target,
+    own: Target | None,
+    account: str,
 ) -> dict[str, Any]:
     """The condition keys AWS puts in the request context of this call, where the action
     supports them (AWS's catalogue lists the keys each action and resource type supports)."""
@@ -774,6 +779,9 @@ def _context(
                 "which service; add it (IAM's iam:PassedToService value)."
             )
         context["iam:PassedToService"] = PASSED_TO[kind]
+    if "s3:ResourceAccount" in keys:
+        # The account that owns the bucket: the stack's own (asset buckets included).
+        context["s3:ResourceAccount"] = account
     if "iam:PermissionsBoundary" in keys and target.boundary:
         context["iam:PermissionsBoundary"] = target.boundary
     creating = handler in CREATE_HANDLERS

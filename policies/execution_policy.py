@@ -369,6 +369,9 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
                         "arn:{partition}:s3:::{project}-*",
                         "arn:{partition}:s3:::{project}-*/*",
                     ],
+                    # Bucket names are global: only this account's buckets of those names.
+                    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/amazon-s3-policy-keys.html
+                    "Condition": {"StringEquals": {"s3:ResourceAccount": "{account}"}},
                 }
             )
             if actions & ASSET_READS:

@@ -407,3 +407,14 @@ def test_a_project_named_role_without_the_boundary_cannot_be_changed(action: str
     boundary = f"arn:aws:iam::{account}:policy/webapp-permissions-boundary"
     assert _decide(account, action, legacy) == "ImplicitlyDenied"
     assert _decide(account, action, legacy, **{"iam:PermissionsBoundary": boundary}) == "Allowed"
+
+
+def test_a_bucket_of_the_project_name_in_another_account_is_out_of_reach() -> None:
+    """Bucket names are global: `webapp-data` may belong to anyone."""
+    account = "222222222222"
+    bucket = "arn:aws:s3:::webapp-data"
+    own = {"aws:ResourceAccount": account, "s3:ResourceAccount": account}
+    foreign = {"aws:ResourceAccount": "999999999999", "s3:ResourceAccount": "999999999999"}
+    for action in ("s3:PutBucketPolicy", "s3:DeleteBucket", "s3:PutBucketAcl"):
+        assert _decide(account, action, bucket, **own) == "Allowed", action
+        assert _decide(account, action, bucket, **foreign) == "ImplicitlyDenied", action
