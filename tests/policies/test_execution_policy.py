@@ -235,9 +235,25 @@ def _role_grants(stack: StackTemplate) -> list[tuple[str, str]]:
                 names = iam_data.expand(pattern) if "*" in pattern else [pattern]
                 for name in names:
                     for target in targets if isinstance(targets, list) else [targets]:
-                        if _applies(name, target):
-                            grants.append((name, target))
+                        concrete = _example(name, target)
+                        if concrete is not None:
+                            grants.append((name, concrete))
     return grants
+
+
+def _example(action: str, arn: str) -> str | None:
+    """The resource a granted `action` is used on, where a grant names a pattern: a log group's
+    `:*` covers its streams (`:log-stream:...`), a bucket's `/*` its objects. None when IAM does
+    not apply the action to that resource at all."""
+    if _applies(action, arn):
+        return arn
+    if arn.endswith(":*") and action.startswith("logs:"):
+        stream = arn[:-1] + "log-stream:example"
+        return stream if _applies(action, stream) else None
+    if arn.endswith("/*"):
+        item = arn[:-1] + "example"
+        return item if _applies(action, item) else None
+    return None
 
 
 def _applies(action: str, arn: str) -> bool:
@@ -418,3 +434,54 @@ def test_a_bucket_of_the_project_name_in_another_account_is_out_of_reach() -> No
     for action in ("s3:PutBucketPolicy", "s3:DeleteBucket", "s3:PutBucketAcl"):
         assert _decide(account, action, bucket, **own) == "Allowed", action
         assert _decide(account, action, bucket, **foreign) == "ImplicitlyDenied", action
+
+
+@pytest.mark.parametrize(
+    ("action", "own", "foreign"),
+    [
+        (
+            "sns:Publish",
+            "sns:eu-west-1:{a}:webapp-staging-service-Alarms-ABC",
+            "sns:eu-west-1:{a}:billing-alerts",
+        ),
+        (
+            "ssm:GetParameters",
+            "ssm:eu-west-1:{a}:parameter/webapp/feature-flags",
+            "ssm:eu-west-1:{a}:parameter/billing/db-password",
+        ),
+        (
+            "ecr:BatchGetImage",
+            "ecr:eu-west-1:{a}:repository/cdk-webapp-container-assets-{a}-eu-west-1",
+            "ecr:eu-west-1:{a}:repository/billing-api",
+        ),
+        (
+            "logs:PutLogEvents",
+            "logs:eu-west-1:{a}:log-group:webapp-staging-service-WebLogs-ABC:log-stream:web/1",
+            "logs:eu-west-1:{a}:log-group:billing:log-stream:1",
+        ),
+        (
+            "logs:CreateLogStream",
+            "logs:eu-west-1:{a}:log-group:/aws/lambda/webapp-staging-service-Hook-ABC:log-stream:1",
+            "logs:eu-west-1:{a}:log-group:/aws/lambda/billing-hook:log-stream:1",
+        ),
+    ],
+)
+def test_the_boundary_keeps_stage_roles_to_the_projects_topics_parameters_images_and_logs(
+    action: str, own: str, foreign: str
+) -> None:
+    account = "222222222222"
+    boundary = render(
+        load_boundary("target")["document"],
+        partition="aws",
+        account=account,
+        project="webapp",
+        qualifier="webapp",
+    )
+
+    def decide(resource: str) -> str:
+        arn = "arn:aws:" + resource.format(a=account)
+        call = Call("s", "role", account, f"arn:aws:iam::{account}:role/r", action, arn)
+        return str(evaluate([call], {account: [{"name": "b", "policy": boundary}]})[0]["decision"])
+
+    assert decide(own) == "Allowed"
+    assert decide(foreign) == "ImplicitlyDenied"
