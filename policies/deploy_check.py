@@ -46,7 +46,9 @@ from policies.execution_policy import (
     CONNECTION_SERVICES,
     CREATE_HANDLERS,
     DENIED,
+    RESOURCE_POLICIES,
     required_actions,
+    resource_schema,
     service_of,
 )
 
@@ -122,19 +124,6 @@ NAME_PROPERTY = {
 # cut to the service's limit.
 # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-name.html
 NAME_LIMIT = {"AWS::S3::Bucket": 63, "AWS::ElasticLoadBalancingV2::LoadBalancer": 32}
-# `Ref` returns the ARN for these types (otherwise a name or an id).
-REF_IS_ARN = frozenset(
-    {
-        "AWS::ECS::Service",
-        "AWS::ECS::TaskDefinition",
-        "AWS::ElasticLoadBalancingV2::Listener",
-        "AWS::ElasticLoadBalancingV2::ListenerRule",
-        "AWS::ElasticLoadBalancingV2::LoadBalancer",
-        "AWS::ElasticLoadBalancingV2::TargetGroup",
-        "AWS::SNS::Topic",
-        "AWS::CodeStarNotifications::NotificationRule",
-    }
-)
 # The service a resource type hands the roles it names to (iam:PassedToService of iam:PassRole).
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_PassedToService
 PASSED_TO = {
@@ -145,14 +134,10 @@ PASSED_TO = {
     "AWS::ECS::TaskDefinition": "ecs-tasks.amazonaws.com",
     "AWS::Lambda::Function": "lambda.amazonaws.com",
 }
-# Resource policies AWS evaluates beside the identity policy: a KMS key's own key policy (without
-# it no IAM policy can use the key), and the policies of buckets and topics the template writes.
+# Resource policies (execution_policy.RESOURCE_POLICIES) are evaluated beside the identity policy:
+# a KMS key's own key policy (without it no IAM policy can use the key), and the policies of
+# buckets and topics the template writes.
 # https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html
-KEY_POLICY_PROPERTY = {"AWS::KMS::Key": "KeyPolicy"}
-POLICY_RESOURCES = {
-    "AWS::S3::BucketPolicy": ("Bucket", "PolicyDocument"),
-    "AWS::SNS::TopicPolicy": ("Topics", "PolicyDocument"),
-}
 # Properties that hold policy documents: the ARNs in them are what a principal is granted, not
 # what CloudFormation's handler acts on.
 POLICY_DOCUMENT_KEYS = frozenset(
@@ -413,18 +398,17 @@ class _Resources:
         if self.kind(logical_id) == "AWS::IAM::Role":
             boundary = self.render(properties.get("PermissionsBoundary"))
         policy = None
-        if self.kind(logical_id) in KEY_POLICY_PROPERTY:
-            policy = self.render_document(
-                properties.get(KEY_POLICY_PROPERTY[self.kind(logical_id)])
-            )
+        own_policy = RESOURCE_POLICIES.get(self.kind(logical_id))
+        if own_policy is not None and own_policy[1] is None:
+            policy = self.render_document(properties.get(own_policy[0]))
         for other in self.resources.values():
-            spec = POLICY_RESOURCES.get(other["Type"])
-            if spec is None:
+            document, attached_to = RESOURCE_POLICIES.get(other["Type"], ("", None))
+            if attached_to is None:
                 continue
-            attached = other.get("Properties", {}).get(spec[0])
+            attached = other.get("Properties", {}).get(attached_to)
             names = attached if isinstance(attached, list) else [attached]
             if any(isinstance(n, dict) and n.get("Ref") == logical_id for n in names):
-                policy = self.render_document(other["Properties"].get(spec[1]))
+                policy = self.render_document(other["Properties"].get(document))
         return Target(arn, self.tags(logical_id), boundary, policy)
 
     def render_document(self, document: Any) -> str | None:
@@ -519,7 +503,7 @@ class _Resources:
             return pseudo[name]
         if name in self.resources:
             kind = self.kind(name)
-            if kind in REF_IS_ARN:
+            if _ref_returns_arn(kind):
                 return self.arn(name)
             own = self.own_type(name)
             if own in ID_PREFIX or own == ("kms", "key"):
@@ -730,6 +714,16 @@ def stack_calls(
     return calls, not_applicable, catalogue_gaps
 
 
+def _ref_returns_arn(kind: str) -> bool:
+    """`Ref` returns a registry resource's primary identifier; for these types that is its ARN
+    (ServiceArn, TopicArn, LoadBalancerArn...), for the others a name or an id.
+    https://docs.aws.amazon.com/cloudformation-cli/latest/userguide/resource-type-schema.html"""
+    if OWN_ARN.get(kind) is None:  # no ARN of its own (custom resources, attachments)
+        return False
+    identifier = resource_schema(kind).get("primaryIdentifier") or [""]
+    return str(identifier[0]).endswith("Arn")
+
+
 def _fits(action: iam_data.Action, keys: list[str], arn: str) -> bool:
     """Whether `arn` is of one of the resource types `keys` of `action`'s service (any template
     that matches, not only the most specific one)."""
@@ -750,11 +744,6 @@ def _renamed(target: Target, service: str) -> Target:
 def _service(arn: str) -> str:
     parts = arn.split(":")
     return parts[2] if len(parts) > 2 else ""
-
-
-def _type_of(arn: str) -> tuple[str, str] | None:
-    resource_type = iam_data.classify(arn)
-    return (resource_type.service, resource_type.key) if resource_type else None
 
 
 def _context(

@@ -222,6 +222,18 @@ def real_actions(names: Iterable[str], where: str) -> frozenset[str]:
     return frozenset(result)
 
 
+@cache
+def resource_schema(resource_type: str) -> dict[str, Any]:
+    """The CloudFormation resource schema of `resource_type`, as cfn-lint ships it."""
+    base, index = _schemas()
+    if resource_type not in index:
+        raise KeyError(f"no CloudFormation schema for {resource_type}")
+    schema: dict[str, Any] = json.loads(
+        (base / "resources" / f"{index[resource_type]}.json").read_text()
+    )
+    return schema
+
+
 def handler_actions(resource_type: str) -> dict[str, frozenset[str]]:
     """Per stack handler (create, read, update, delete), the IAM actions CloudFormation calls for
     `resource_type`, as real IAM actions."""
@@ -235,10 +247,7 @@ def handler_actions(resource_type: str) -> dict[str, frozenset[str]]:
     listed = _listed_handlers(resource_type)
     if listed is not None:
         return listed
-    base, index = _schemas()
-    if resource_type not in index:
-        raise KeyError(f"no CloudFormation schema for {resource_type}")
-    schema = json.loads((base / "resources" / f"{index[resource_type]}.json").read_text())
+    schema = resource_schema(resource_type)
     if not (schema.get("handlers") or {}).get("create", {}).get("permissions"):
         raise UnknownActionError(
             f"{resource_type}: its schema lists no handler permissions; add the calls "
@@ -645,11 +654,12 @@ def role_policy_documents(template: dict[str, Any]) -> list[dict[str, Any]]:
     return documents
 
 
-# Resource policies and where they keep their document.
-RESOURCE_POLICIES = {
-    "AWS::S3::BucketPolicy": "PolicyDocument",
-    "AWS::SNS::TopicPolicy": "PolicyDocument",
-    "AWS::KMS::Key": "KeyPolicy",
+# Resource policies: where each keeps its document, and the property naming the resources it is
+# attached to (None: the policy is the resource's own, a key's key policy).
+RESOURCE_POLICIES: dict[str, tuple[str, str | None]] = {
+    "AWS::S3::BucketPolicy": ("PolicyDocument", "Bucket"),
+    "AWS::SNS::TopicPolicy": ("PolicyDocument", "Topics"),
+    "AWS::KMS::Key": ("KeyPolicy", None),
 }
 
 
@@ -667,8 +677,8 @@ def resource_policy_grants(template: dict[str, Any]) -> list[dict[str, Any]]:
     roles = {name for name, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
     documents = []
     for resource in resources.values():
-        key = RESOURCE_POLICIES.get(resource["Type"])
-        document = resource.get("Properties", {}).get(key or "")
+        key, _ = RESOURCE_POLICIES.get(resource["Type"], ("", None))
+        document = resource.get("Properties", {}).get(key)
         if not document:
             continue
         granted = [
