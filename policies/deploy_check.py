@@ -221,6 +221,14 @@ class Call:
     resource: str
     context: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
     resource_policy: str | None = None
+    # The identity policies to evaluate it against (default: its account's) and the account
+    # that owns the resource (default: its account; another one makes the call cross-account).
+    policy_set: str | None = None
+    resource_account: str | None = None
+
+    @property
+    def policies(self) -> str:
+        return self.policy_set or self.account
 
 
 @dataclass
@@ -800,22 +808,24 @@ def policy_sets(config: DeploymentConfig) -> dict[str, list[dict[str, Any]]]:
 
 
 def evaluate(calls: list[Call], policies: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Run the IAM policy evaluator on `calls` (each against its account's policies)."""
+    """Run the IAM policy evaluator on `calls`, each against its set of identity policies
+    (`policies`, keyed by account unless a call names another set)."""
     if (
         not NODE.exists()
         or not (ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate").is_dir()
     ):
         raise CheckError("the IAM policy evaluator is not installed: run `make setup`.")
-    missing = sorted({c.account for c in calls} - set(policies))
+    missing = sorted({c.policies for c in calls} - set(policies))
     if missing:
-        raise CheckError(f"no execution policies for account(s) {', '.join(missing)}")
+        raise CheckError(f"no policies for {', '.join(missing)}")
     request = {
         "policySets": {account: {"identity": docs} for account, docs in policies.items()},
         "calls": [
             {
-                "set": c.account,
+                "set": c.policies,
                 "principal": c.principal,
                 "account": c.account,
+                **({"resourceAccount": c.resource_account} if c.resource_account else {}),
                 "action": c.action,
                 "resource": c.resource,
                 "context": {k: list(v) if isinstance(v, tuple) else v for k, v in c.context},
@@ -883,6 +893,8 @@ def check(
 
 def _request(call: Call) -> tuple[object, ...]:
     return (
+        call.policies,
+        call.resource_account,
         call.account,
         call.principal,
         call.action,

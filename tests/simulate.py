@@ -1,13 +1,12 @@
-"""The IAM policy evaluator (policies/iam_simulate.mjs, @cloud-copilot/iam-simulate) for tests
-that check one policy's semantics: a trust policy, a repository policy, a role's own policy."""
+"""The IAM policy evaluator (policies/deploy_check.evaluate) for tests that check one policy's
+semantics: a trust policy, a repository policy, a role's own policy."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
-from policies.deploy_check import NODE, SIMULATOR
+from policies.deploy_check import Call, evaluate
 
 ALLOW_ALL = {
     "Version": "2012-10-17",
@@ -21,31 +20,31 @@ def simulate(
     """Each call's decision. A call names its policy `set` (default "caller": allowed everything,
     so that what is tested is the resource side: a trust or repository policy); `identity` adds
     sets of identity policies by name."""
-    sets = {"caller": {"identity": [{"name": "caller", "policy": ALLOW_ALL}]}}
-    sets.update({name: {"identity": docs} for name, docs in (identity or {}).items()})
+    sets = {"caller": [{"name": "caller", "policy": ALLOW_ALL}], **(identity or {})}
     prepared = []
     for call in calls:
         principal = call["principal"]
+        # What AWS puts in every request's context: for a role session, aws:PrincipalArn is the
+        # role's ARN (not the session's); for the root user, the root ARN.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn
+        context = {
+            "aws:PrincipalArn": principal,
+            "aws:PrincipalAccount": principal.split(":")[4],
+            **call.get("context", {}),
+        }
+        policy = call.get("resourcePolicy")
         prepared.append(
-            {
-                "set": "caller",
-                "account": principal.split(":")[4],
-                **call,
-                # What AWS puts in every request's context: for a role session, aws:PrincipalArn
-                # is the role's ARN (not the session's); for the root user, the root ARN.
-                # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn
-                "context": {
-                    "aws:PrincipalArn": principal,
-                    "aws:PrincipalAccount": principal.split(":")[4],
-                    **call.get("context", {}),
-                },
-            }
+            Call(
+                "test",
+                "call",
+                principal.split(":")[4],
+                principal,
+                call["action"],
+                call["resource"],
+                tuple(sorted(context.items())),
+                json.dumps(policy) if policy is not None else None,
+                policy_set=call.get("set", "caller"),
+                resource_account=call.get("resourceAccount"),
+            )
         )
-    result = subprocess.run(
-        [str(NODE), str(SIMULATOR)],
-        input=json.dumps({"policySets": sets, "calls": prepared}),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [decision["decision"] for decision in json.loads(result.stdout)]
+    return [decision["decision"] for decision in evaluate(prepared, sets)]
