@@ -16,6 +16,10 @@ from typing import Any
 
 from configuration.regions import partition_of
 
+# What the pipeline's scan may do in each target's asset repository: resolve the asset's tag to a
+# digest and pull that image's manifest and layers. Nothing that writes. The scan role's policy
+# (stacks/pipeline.py) and the repository policy (ops/bootstrap_template.py) both grant these.
+IMAGE_READ_ACTIONS = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
 _ACCOUNT_IN_ROLE = re.compile(r":iam::(\d{12}):role/")
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 

@@ -42,12 +42,12 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
+from components.image_assets import IMAGE_READ_ACTIONS
 from configuration.toolchain import ROOT
 
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 PINNED_TEMPLATE = ROOT / "policies" / "cdk-bootstrap-template.yaml"
 SID = "TrustedAccountsReadImages"
-READ_ACTIONS = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
 # The roles a `--trust` account may assume, each limited to the pipeline's roles.
 TRUSTED_ROLES = ("DeploymentActionRole", "FilePublishingRole", "ImagePublishingRole")
 # The deploy role's statements whose CloudFormation actions are limited to the project's stacks.
@@ -197,7 +197,7 @@ def _trusted_image_read(repository: dict[str, Any], trust: PipelineTrust) -> Non
                     "Sid": SID,
                     "Effect": "Allow",
                     "Principal": {"AWS": {"Ref": "TrustedAccounts"}},
-                    "Action": READ_ACTIONS,
+                    "Action": IMAGE_READ_ACTIONS,
                     "Condition": trust.condition,
                 },
                 {"Ref": "AWS::NoValue"},

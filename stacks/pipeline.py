@@ -27,7 +27,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
-from components.image_assets import destinations_in_manifest
+from components.image_assets import IMAGE_READ_ACTIONS, destinations_in_manifest
 from components.keys import confine_service_grants, publisher_key
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
@@ -195,9 +195,6 @@ def _source(source: SourceConfig) -> pipelines.CodePipelineSource:
 
 
 TRIVY_CACHE = "/root/.cache/trivy"
-# What the scan may do in each target's asset repository: resolve the asset's tag to a digest and
-# pull that image's manifest and layers. Nothing that writes.
-ECR_READ_ACTIONS = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
 
 
 def _security_scan(
@@ -309,7 +306,7 @@ def _allow_reading_assets(role: iam.Role, stages: list[DeploymentStage]) -> None
                 arns += [d.repository_arn for d in destinations if d.repository_arn not in arns]
     if arns:
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=ECR_READ_ACTIONS, resources=sorted(arns))
+            iam.PolicyStatement(actions=IMAGE_READ_ACTIONS, resources=sorted(arns))
         )
 
 

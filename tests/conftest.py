@@ -66,11 +66,16 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Synthesized
     """`synth(config_file, suffix="", context=None)`, cached per session."""
 
     @functools.cache
+    def cached(config_file: Path, suffix: str, context: str) -> Synthesized:
+        outdir = tmp_path_factory.mktemp(f"cdk.out-{config_file.stem}{suffix}")
+        return synthesize(config_file, outdir, suffix=suffix, context=json.loads(context))
+
     def run(
         config_file: Path = DEFAULT_CONFIG, suffix: str = "", context: str = "{}"
     ) -> Synthesized:
-        outdir = tmp_path_factory.mktemp(f"cdk.out-{config_file.stem}{suffix}")
-        return synthesize(config_file, outdir, suffix=suffix, context=json.loads(context))
+        # One cache key however the arguments are spelled (by position or by name): functools'
+        # cache tells them apart, and a second spelling would synthesize the config again.
+        return cached(config_file, suffix, context)
 
     return run
 

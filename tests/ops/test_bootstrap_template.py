@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from components.image_assets import IMAGE_READ_ACTIONS
 from configuration import load_config
 from ops.bootstrap import pipeline_trust
 from ops.bootstrap_template import (
@@ -26,7 +27,6 @@ from ops.bootstrap_template import (
     pinned_template,
     write_template,
 )
-from stacks.pipeline import ECR_READ_ACTIONS
 
 from ..conftest import DEFAULT_CONFIG
 from ..simulate import simulate
@@ -299,7 +299,7 @@ def _repository_read(template: dict[str, Any], principal: str) -> str:
                 "context": {},
                 "resourcePolicy": policy,
             }
-            for action in ECR_READ_ACTIONS
+            for action in IMAGE_READ_ACTIONS
         ]
     )
     return "Allowed" if set(decisions) == {"Allowed"} else "Denied"
@@ -312,7 +312,7 @@ def test_only_the_pipelines_roles_may_read_the_targets_images(template: dict[str
     statement = template["Resources"]["ContainerAssetsRepository"]["Properties"][
         "RepositoryPolicyText"
     ]["Statement"][-1]["Fn::If"][1]
-    assert statement["Sid"] == SID and sorted(statement["Action"]) == sorted(ECR_READ_ACTIONS)
+    assert statement["Sid"] == SID and sorted(statement["Action"]) == sorted(IMAGE_READ_ACTIONS)
 
 
 STACK = f"arn:aws:cloudformation:{REGION}:{TARGET}:stack/{{}}/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9"

@@ -399,6 +399,19 @@ def _tag(default_synth: Synthesized) -> str:
     return asset.destinations[0].tag
 
 
+def _scan_published(
+    fake: FakeTrivy, tmp_path: Path, synthesized: Synthesized, prod_digest: str = DIGEST
+) -> tuple[bool, list[str], str]:
+    """The image scan of the default config, staging's tag answering DIGEST and prod's
+    `prod_digest`: (passed, printed lines, the asset's tag)."""
+    tag = _tag(synthesized)
+    ecr = StubbedEcr()
+    ecr.answers("222222222222", STAGING_REPOSITORY, tag, DIGEST)
+    ecr.answers("333333333333", PROD_REPOSITORY, tag, prod_digest)
+    ok, lines = _run_image_scan(fake, tmp_path, synthesized.outdir, ecr)
+    return ok, lines, tag
+
+
 def _run_image_scan(
     fake: FakeTrivy, tmp_path: Path, cloud_assembly: Path, ecr: StubbedEcr
 ) -> tuple[bool, list[str]]:
@@ -418,11 +431,7 @@ def _run_image_scan(
 def test_the_published_image_is_scanned_by_digest_from_the_first_targets_repository(
     fake_trivy: FakeTrivy, tmp_path: Path, default_synth: Synthesized
 ) -> None:
-    tag = _tag(default_synth)
-    ecr = StubbedEcr()
-    ecr.answers("222222222222", STAGING_REPOSITORY, tag, DIGEST)
-    ecr.answers("333333333333", PROD_REPOSITORY, tag, DIGEST)
-    ok, lines = _run_image_scan(fake_trivy, tmp_path, default_synth.outdir, ecr)
+    ok, lines, tag = _scan_published(fake_trivy, tmp_path, default_synth)
     assert ok, "\n".join(lines)
     assert any(line.startswith("PASS one digest in every target") for line in lines)
     images = [call for call in fake_trivy.calls() if call[0] == "image"]
@@ -440,11 +449,7 @@ def test_the_published_image_is_scanned_by_digest_from_the_first_targets_reposit
 def test_a_tag_with_another_digest_in_a_later_target_fails_naming_both(
     fake_trivy: FakeTrivy, tmp_path: Path, default_synth: Synthesized
 ) -> None:
-    tag = _tag(default_synth)
-    ecr = StubbedEcr()
-    ecr.answers("222222222222", STAGING_REPOSITORY, tag, DIGEST)
-    ecr.answers("333333333333", PROD_REPOSITORY, tag, OTHER_DIGEST)
-    ok, lines = _run_image_scan(fake_trivy, tmp_path, default_synth.outdir, ecr)
+    ok, lines, tag = _scan_published(fake_trivy, tmp_path, default_synth, prod_digest=OTHER_DIGEST)
     assert not ok
     text = "\n".join(lines)
     assert "FAIL one digest in every target" in text
@@ -494,11 +499,7 @@ def test_a_vulnerable_image_fails_the_scan(
     fake_trivy: FakeTrivy, tmp_path: Path, default_synth: Synthesized
 ) -> None:
     fake_trivy.report.write_text(json.dumps(VULNERABLE))
-    tag = _tag(default_synth)
-    ecr = StubbedEcr()
-    ecr.answers("222222222222", STAGING_REPOSITORY, tag, DIGEST)
-    ecr.answers("333333333333", PROD_REPOSITORY, tag, DIGEST)
-    ok, lines = _run_image_scan(fake_trivy, tmp_path, default_synth.outdir, ecr)
+    ok, lines, _ = _scan_published(fake_trivy, tmp_path, default_synth)
     assert not ok
     [failed] = [line for line in lines if line.startswith("FAIL image ")]
     assert "by digest" in failed and failed.endswith("1 finding(s)")
