@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configuration.toolchain import ROOT
+from ops import expiry
 
 DOCKERFILE = ROOT / "service" / "runtime" / "Dockerfile"
-MAX_WAIVER_DAYS = 90
-WARN_WAIVER_DAYS = 30
 TIMEOUT_SECONDS = 15
 # Index (multi-platform) types first: the digest of the index is what `docker pull` and
 # `docker buildx imagetools inspect` report for a tag, and it still selects linux/amd64 at build.
@@ -161,7 +160,7 @@ def review(dockerfile: Path, today: dt.date) -> tuple[list[str], list[str]]:
     warning."""
     problems: list[str] = []
     warnings: list[str] = []
-    latest = today + dt.timedelta(days=MAX_WAIVER_DAYS)
+    latest = expiry.latest(today)
     fix = "run `make pin-base` where the registry is reachable and commit the result"
     for image in read_base_images(dockerfile):
         where = f"{dockerfile.name}:{image.line} (FROM {image.name})"
@@ -176,17 +175,17 @@ def review(dockerfile: Path, today: dt.date) -> tuple[list[str], list[str]]:
             )
         elif len(waiver.reason) < 20:
             problems.append(f"{where}: the waiver needs a reason saying why it is acceptable.")
-        elif waiver.expires < today:
+        elif expiry.state(waiver.expires, today) == "expired":
             problems.append(
                 f"{where}: the digest waiver expired on {waiver.expires}; {fix} (it removes the "
                 f"waiver), or review the reason and renew it to at most {latest}."
             )
-        elif waiver.expires > latest:
+        elif expiry.state(waiver.expires, today) == "too far":
             problems.append(
                 f"{where}: the digest waiver expires {waiver.expires}, more than "
-                f"{MAX_WAIVER_DAYS} days ahead (latest allowed {latest})."
+                f"{expiry.MAX_DAYS} days ahead (latest allowed {latest})."
             )
-        elif (waiver.expires - today).days <= WARN_WAIVER_DAYS:
+        elif expiry.state(waiver.expires, today) == "soon":
             warnings.append(
                 f"{where}: the digest waiver expires on {waiver.expires}, in "
                 f"{(waiver.expires - today).days} day(s); after that the scan fails. {fix}."

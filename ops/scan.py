@@ -42,14 +42,12 @@ from components.image_assets import (
     image_assets,
 )
 from configuration.toolchain import ROOT
-from ops import pin_base
+from ops import expiry, pin_base
 from ops.waivers import merged_ignore_file
 
 LOCK = ROOT / "policies" / "trivy.lock.json"
 IGNORE_FILE = ROOT / ".trivyignore.yaml"
 DOCKERFILE_DIR = ROOT / "service" / "runtime"
-MAX_IGNORE_DAYS = 90
-WARN_IGNORE_DAYS = 30
 SEVERITIES = ("HIGH", "CRITICAL")
 # The published image: vulnerabilities need Trivy's database (network); the others run offline.
 IMAGE_SCANNERS = ("vuln", "secret", "misconfig")
@@ -125,7 +123,7 @@ class IgnoreReview:
 
 def check_ignore_file(path: Path, today: dt.date) -> IgnoreReview:
     """Review the ignore file on `today`: entries without a statement, expired, or too far out
-    are problems; entries expiring within WARN_IGNORE_DAYS are warnings."""
+    are problems; entries expiring within expiry.WARN_DAYS are warnings."""
     review = IgnoreReview()
     if not path.exists():
         return review
@@ -134,10 +132,10 @@ def check_ignore_file(path: Path, today: dt.date) -> IgnoreReview:
     except yaml.YAMLError as error:
         review.problems.append(f"{path.name}: not valid YAML: {error}")
         return review
-    latest = today + dt.timedelta(days=MAX_IGNORE_DAYS)
+    latest = expiry.latest(today)
     renew = (
         f"to renew it, review the finding and the statement, then set expired_at to a date at "
-        f"most {MAX_IGNORE_DAYS} days ahead (at the latest {latest}); see docs/security.md, "
+        f"most {expiry.MAX_DAYS} days ahead (at the latest {latest}); see docs/security.md, "
         "'Rotating the ignores'"
     )
     for section, entries in data.items():
@@ -146,23 +144,25 @@ def check_ignore_file(path: Path, today: dt.date) -> IgnoreReview:
             statement = str(entry.get("statement") or "").strip()
             if len(statement) < 20:
                 review.problems.append(f"{where}: needs a statement saying why it is acceptable")
-            expiry = entry.get("expired_at")
-            if not isinstance(expiry, dt.date):
+            expires = entry.get("expired_at")
+            if not isinstance(expires, dt.date):
                 review.problems.append(f"{where}: needs expired_at: YYYY-MM-DD (at most {latest})")
-            elif expiry < today:
+                continue
+            state = expiry.state(expires, today)
+            if state == "expired":
                 review.problems.append(
-                    f"{where}: expired on {expiry}, so the finding is no longer accepted. "
+                    f"{where}: expired on {expires}, so the finding is no longer accepted. "
                     f"Fix the finding, or {renew}."
                 )
-            elif expiry > latest:
+            elif state == "too far":
                 review.problems.append(
-                    f"{where}: expires {expiry}, more than {MAX_IGNORE_DAYS} days ahead "
+                    f"{where}: expires {expires}, more than {expiry.MAX_DAYS} days ahead "
                     f"(latest allowed {latest})"
                 )
-            elif (expiry - today).days <= WARN_IGNORE_DAYS:
-                days = (expiry - today).days
+            elif state == "soon":
+                days = (expires - today).days
                 review.warnings.append(
-                    f"{where}: expires on {expiry}, in {days} day(s); after that the scan fails. "
+                    f"{where}: expires on {expires}, in {days} day(s); after that the scan fails. "
                     f"Fix the finding, or {renew}."
                 )
     return review

@@ -20,30 +20,31 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 
 from configuration import DeploymentConfig
+from ops import expiry
 
 WAIVERS_FILE = "scan-waivers.yaml"
-MAX_DAYS = 90  # the same limit as .trivyignore.yaml entries (ops/scan.py MAX_IGNORE_DAYS)
 PLAIN_HTTP = "AWS-0054"
 
 
 def problems(config: DeploymentConfig, config_path: str, today: dt.date) -> list[str]:
     """The config's waivers that have expired or reach too far; one sentence each."""
-    latest = today + dt.timedelta(days=MAX_DAYS)
+    latest = expiry.latest(today)
     found = []
     for index, stage in enumerate(config.stages):
         expires = stage.service.plain_http_expires
         if expires is None:
             continue
         where = f"{config_path}: stages[{index}].service.plain_http_expires = {expires}"
-        if expires < today:
+        state = expiry.state(expires, today)
+        if state == "expired":
             found.append(
                 f"{where}: the stage's plain-HTTP waiver (plain_http_reason) expired; review "
                 f"it, then set a new date no later than {latest}, or give the stage a "
                 "certificate_arn instead"
             )
-        elif expires > latest:
+        elif state == "too far":
             found.append(
-                f"{where}: expected a date at most {MAX_DAYS} days ahead (no later than "
+                f"{where}: expected a date at most {expiry.MAX_DAYS} days ahead (no later than "
                 f"{latest}), so that the plain-HTTP waiver is reviewed every quarter"
             )
     return found

@@ -21,8 +21,8 @@ from service.smoke_hook import SmokeHook
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 HEALTH_PATH = "/healthz"
-# Release timing (README, "How long a release takes"): a task is healthy after two checks 5 s
-# apart; a drained target is released after 10 s.
+# Release timing (docs/releases.md, "How long a release takes"): a task is healthy after two
+# checks 5 s apart; a drained target is released after 10 s.
 HEALTH_CHECK_INTERVAL_SECONDS = 5
 HEALTHY_THRESHOLD = 2
 UNHEALTHY_THRESHOLD = 2
@@ -162,7 +162,7 @@ class WebService(Construct):
         # Their template depends only on the listeners and the blue group, never on the image,
         # task size, count or environment, so routine releases leave them untouched
         # (aws/aws-cdk#36649: a CloudFormation update of a rule after a release can send traffic
-        # back to an empty target group). README: "Changing the listener rules".
+        # back to an empty target group). docs/releases.md: "Changing the listener rules".
         self.production_rule = self._rule("ProductionRule", self.production_listener)
         self.test_rule = self._rule("TestRule", self.test_listener)
 

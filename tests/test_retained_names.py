@@ -22,7 +22,7 @@ NOT_A_NAME = {"MetricName", "DisplayName", "KeyName", "SubjectAlternativeNames"}
 # The one known exception, by logical id prefix: CDK Pipelines' replication bucket in a stage's
 # other region. CDK names it when it synthesizes (the pipeline in its own region must know the
 # name), so it cannot carry a stack id, and it keeps pipeline artifacts, so deleting it with its
-# stack would fail while it holds objects. README ("Remove a stage") says to delete it by hand
+# stack would fail while it holds objects. docs/operations.md ("Remove a stage") says to delete it by hand
 # before a pipeline of the same name is created again.
 KNOWN = ("CrossRegionCodePipelineReplicationBucket",)
 
