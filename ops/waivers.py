@@ -62,7 +62,9 @@ def entries(
         templates = sorted(
             path.relative_to(cloud_assembly).as_posix()
             for path in cloud_assembly.glob("assembly-*/*.template.json")
-            if path.parent.name.endswith(f"-{stage.name}") and "Service" in path.name
+            # assembly-<pipeline construct>-<stage>: the whole stage name, so that `qa` does
+            # not also match `perf-qa`'s templates.
+            if path.parent.name.split("-", 2)[-1] == stage.name and "Service" in path.name
         )
         found.append(
             {

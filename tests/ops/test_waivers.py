@@ -86,3 +86,28 @@ def test_the_scan_accepts_plain_http_only_where_the_config_waives_it(
 
 def test_without_waivers_the_ignore_file_is_used_as_it_is(tmp_path: Path) -> None:
     assert waivers.merged_ignore_file(IGNORE_FILE, tmp_path, tmp_path / "r") == IGNORE_FILE
+
+
+def test_a_waiver_names_only_its_own_stages_templates(tmp_path: Path) -> None:
+    """`qa` must not match `perf-qa`'s assembly by its ending."""
+    for stage in ("qa", "perf-qa"):
+        directory = tmp_path / f"assembly-Pipeline-{stage}"
+        directory.mkdir()
+        (directory / f"Pipeline{stage}Service1A2B3C4D.template.json").write_text("{}")
+    loaded = load_config(FIVE)
+    qa = next(s for s in loaded.stages if s.name == "qa")
+    waived = loaded.model_copy(
+        update={
+            "stages": [
+                qa.model_copy(
+                    update={
+                        "service": qa.service.model_copy(
+                            update={"plain_http_reason": "x" * 30, "plain_http_expires": EXPIRES}
+                        )
+                    }
+                )
+            ]
+        }
+    )
+    [entry] = waivers.entries(waived, "config.toml", tmp_path)
+    assert entry["paths"] == ["assembly-Pipeline-qa/PipelineqaService1A2B3C4D.template.json"]
