@@ -17,13 +17,13 @@ import os
 os.environ.setdefault("CDK_VALIDATION", "false")
 
 if __name__ == "__main__":
-    import signal
+    from ops import quiet_interrupts
 
     # Ctrl-C (or the CDK CLI going away) ends the app quietly, as it ends any other command: a
     # KeyboardInterrupt or BrokenPipeError traceback from inside an import or jsii tells nobody
-    # anything. Set before the slow imports, which an early Ctrl-C interrupts.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # anything. Set before the slow imports (ops imports only the standard library), which an
+    # early Ctrl-C interrupts.
+    quiet_interrupts()
 
 import datetime as dt
 import json
@@ -188,8 +188,10 @@ def synthesize(
     context: dict[str, Any] | None = None,
     acknowledgements: list[Acknowledgement] | None = None,
 ) -> tuple[DeploymentConfig, PipelineStack, Compliance]:
-    """Synthesize `config_file` into `outdir` in this process, exactly as `cdk synth` would (the
-    same wiring and cdk.json's feature flags); for the tests and `make policies`."""
+    """Build and synthesize `config_file` into `outdir` in this process, with the wiring and
+    cdk.json's feature flags `cdk synth` uses; for the tests and `make policies`. (The checks
+    main() runs on the written templates, the bake minimum, listener rules and waiver dates, are
+    not run here.)"""
     config = load_config(config_file)
     app = cdk.App(outdir=str(outdir), context={**CDK_CLI_CONTEXT, **(context or {})})
     inside = config_file.resolve().is_relative_to(ROOT)

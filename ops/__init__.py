@@ -1,6 +1,11 @@
 """Operator commands: run from a workstation with credentials, never by the pipeline."""
 
 import signal
+from collections.abc import Callable
+from typing import Any
+
+# (profile, region) -> a boto3 session, or a test's stand-in for one.
+SessionFor = Callable[[str | None, str], Any]
 
 
 def quiet_interrupts() -> None:
@@ -8,3 +13,10 @@ def quiet_interrupts() -> None:
     the signal, instead of with a KeyboardInterrupt or BrokenPipeError traceback."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def boto_session(profile: str | None, region: str) -> Any:
+    """A boto3 session with the operator's named profile (or the default credentials)."""
+    import boto3  # type: ignore[import-untyped]
+
+    return boto3.Session(profile_name=profile, region_name=region)

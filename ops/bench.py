@@ -171,6 +171,18 @@ def progress(label: str, measure: Callable[[], T], out: Callable[[str], None] = 
     return value
 
 
+def modelled_releases(cloud_assembly: Path) -> dict[str, dict[str, Any]]:
+    """Per stage, the modelled release of its synthesized service: total seconds and phases."""
+    releases: dict[str, dict[str, Any]] = {}
+    for name, template in service_templates(cloud_assembly).items():
+        timings = ServiceTimings.from_template(template)
+        releases[name] = {
+            "seconds": release_seconds(timings),
+            "phases": [(p.name, p.seconds) for p in release_phases(timings)],
+        }
+    return releases
+
+
 def release_table(releases: dict[str, dict[str, Any]]) -> list[str]:
     """The modelled release of each stage, phase by phase (docs/releases.md, *How long a release
     takes* table)."""
@@ -321,13 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         "critical path of CDK Pipelines' default layout (sequential actions)",
         lambda: critical_path(read_stages(default_layout_template())),
     )
-    releases: dict[str, dict[str, Any]] = {}
-    for name, template in service_templates(OUT / "cdk.out-default").items():
-        timings = ServiceTimings.from_template(template)
-        releases[name] = {
-            "seconds": release_seconds(timings),
-            "phases": [(p.name, p.seconds) for p in release_phases(timings)],
-        }
+    releases = modelled_releases(OUT / "cdk.out-default")
     ratios = {
         "synth_vs_floor": default / floor,
         "twelve_vs_default": fleets[12] / default,

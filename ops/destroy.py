@@ -21,18 +21,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from configuration import ConfigError, load_config
 from configuration.toolchain import ROOT
+from ops import SessionFor, boto_session, quiet_interrupts
 from service.timing import service_templates
 
 RETAINING = {"Retain", "RetainExceptOnCreate"}
 LOAD_BALANCER = "AWS::ElasticLoadBalancingV2::LoadBalancer"
-SessionFor = Callable[[str | None, str], Any]  # (profile, region) -> boto3-like session
 AWS_ERRORS = {"ClientError", "NoCredentialsError", "ProfileNotFound", "WaiterError"}
 
 
@@ -146,13 +145,7 @@ def destroy(the_plan: Plan, session: Any, *, wait_delay: int = 15) -> list[str]:
     return [f"{logical_id}: {physical.get(logical_id, '?')}" for logical_id, _ in the_plan.retained]
 
 
-def _boto_session(profile: str | None, region: str) -> Any:
-    import boto3  # type: ignore[import-untyped]
-
-    return boto3.Session(profile_name=profile, region_name=region)
-
-
-def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session) -> int:
+def main(argv: list[str] | None = None, session_for: SessionFor = boto_session) -> int:
     parser = argparse.ArgumentParser(description="Delete one stage's stack (dry run by default).")
     parser.add_argument("config", type=Path)
     parser.add_argument("--stage", required=True)
@@ -198,4 +191,5 @@ def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session)
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
-from ops import quiet_interrupts
+from ops import SessionFor, boto_session, quiet_interrupts
 from ops.bootstrap import Account, current_document, pipeline_trust, plan
 
 DEFAULT_REQUIRED_VERSION = 8
@@ -42,9 +41,6 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
-
-
-SessionFor = Callable[[str | None, str], Any]  # (profile, region) -> boto3-like session
 
 
 class MissingCredentialsError(Exception):
@@ -516,13 +512,7 @@ def table(checks: list[Check]) -> str:
     )
 
 
-def _boto_session(profile: str | None, region: str) -> Any:
-    import boto3  # type: ignore[import-untyped]
-
-    return boto3.Session(profile_name=profile, region_name=region)
-
-
-def main(argv: list[str] | None = None, session_for: SessionFor = _boto_session) -> int:
+def main(argv: list[str] | None = None, session_for: SessionFor = boto_session) -> int:
     parser = argparse.ArgumentParser(description="Preflight the accounts of a deployment config.")
     parser.add_argument("config", type=Path)
     parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configuration.toolchain import ROOT
-from ops import expiry
+from ops import expiry, quiet_interrupts
 
 DOCKERFILE = ROOT / "service" / "runtime" / "Dockerfile"
 TIMEOUT_SECONDS = 15
@@ -321,4 +321,5 @@ def main(argv: list[str] | None = None, client: RegistryClient | None = None) ->
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

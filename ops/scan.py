@@ -42,7 +42,7 @@ from components.image_assets import (
     image_assets,
 )
 from configuration.toolchain import ROOT
-from ops import expiry, pin_base
+from ops import expiry, pin_base, quiet_interrupts
 from ops.waivers import merged_ignore_file
 
 LOCK = ROOT / "policies" / "trivy.lock.json"
@@ -527,4 +527,5 @@ def main(
 
 
 if __name__ == "__main__":
+    quiet_interrupts()
     sys.exit(main())

@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from configuration import load_config
-from ops.bench import critical_path, fleet_config, progress, release_table, scan_position
+from ops.bench import (
+    critical_path,
+    fleet_config,
+    modelled_releases,
+    progress,
+    release_table,
+    scan_position,
+)
 from ops.diagram import pipeline_template, read_stages
-from service.timing import ServiceTimings, release_phases, release_seconds, service_templates
 
 from ..conftest import ROOT, Synthesized
 
@@ -51,15 +57,7 @@ def test_each_measurement_is_printed_as_it_finishes() -> None:
 
 
 def test_the_release_table_is_the_readme_one(default_synth: Synthesized) -> None:
-    releases = {
-        name: {
-            "seconds": release_seconds(ServiceTimings.from_template(template)),
-            "phases": [
-                (p.name, p.seconds) for p in release_phases(ServiceTimings.from_template(template))
-            ],
-        }
-        for name, template in service_templates(default_synth.outdir).items()
-    }
+    releases = modelled_releases(default_synth.outdir)
     table = release_table(releases)
     assert table[0] == "| phase | staging | prod |"
     guide = (ROOT / "docs" / "releases.md").read_text()

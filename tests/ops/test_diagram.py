@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import ops.diagram
-from ops.bench import fleet_config
 from ops.diagram import (
-    draw_pipeline,
-    draw_trust,
     main,
     pipeline_template,
     read_stages,
@@ -20,7 +16,7 @@ from ops.diagram import (
     synthesized_from,
 )
 
-from ..conftest import DEFAULT_CONFIG, FIXTURES, ROOT, Synthesized
+from ..conftest import ROOT, Synthesized
 
 
 def test_stages_and_actions_come_from_the_pipeline_template(default_synth: Synthesized) -> None:
@@ -106,7 +102,7 @@ def test_missing_cloud_assembly_is_reported(
 
 
 def test_pictures_of_another_config_never_overwrite_the_committed_ones(
-    synth: Callable[..., Synthesized],
+    five_stage_synth: Synthesized,
     default_synth: Synthesized,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -115,7 +111,7 @@ def test_pictures_of_another_config_never_overwrite_the_committed_ones(
     docs, other = tmp_path / "docs", tmp_path / "other"
     monkeypatch.setattr(ops.diagram, "DOCS", docs)
     monkeypatch.setattr(ops.diagram, "OTHER_CONFIG_OUT", other)
-    five = synth(FIXTURES / "five-stages.toml", suffix="-blue")
+    five = five_stage_synth
     assert synthesized_from(pipeline_template(five.outdir)) == (
         "tests/fixtures/five-stages.toml",
         "blue",
@@ -126,68 +122,3 @@ def test_pictures_of_another_config_never_overwrite_the_committed_ones(
     assert synthesized_from(pipeline_template(default_synth.outdir)) == ("config/default.toml", "")
     assert main(["--cdk-out", str(default_synth.outdir)]) == 0
     assert (docs / "pipeline.svg").exists()
-
-
-def test_the_committed_pictures_are_what_the_generator_draws(
-    default_synth: Synthesized, tmp_path: Path
-) -> None:
-    """docs/*.svg are generated: regenerate them from the default config and compare."""
-    assert main(["--cdk-out", str(default_synth.outdir), "--out", str(tmp_path)]) == 0
-    for name in ("pipeline.svg", "trust.svg"):
-        assert (tmp_path / name).read_text() == (ROOT / "docs" / name).read_text(), (
-            f"docs/{name} is stale: run `make synth diagram` and commit it"
-        )
-
-
-@pytest.fixture(scope="module")
-def cross_region_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default config with prod in another region than the pipeline."""
-    text = DEFAULT_CONFIG.read_text()
-    head, prod = text.split('name = "prod"')
-    prod = (
-        prod.replace('region = "eu-west-1"', 'region = "eu-central-1"', 1)
-        .replace('"eu-west-1a", "eu-west-1b", "eu-west-1c"', '"eu-central-1a", "eu-central-1b"')
-        .replace("nat_gateways = 3", "nat_gateways = 2")
-        .replace("acm:eu-west-1:333333333333", "acm:eu-central-1:333333333333")
-    )
-    path = tmp_path_factory.mktemp("cross") / "cross-region.toml"
-    path.write_text(head + 'name = "prod"' + prod)
-    return path
-
-
-@pytest.mark.parametrize("targets", [1, 2, 5, 12])
-def test_pictures_show_every_target_for_small_and_large_fleets(
-    targets: int,
-    synth: Callable[..., Synthesized],
-    cross_region_config: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    """Stage names, accounts, regions, the production flag, the roles (lookup and boundary
-    included), the cross-region support stacks and the scan gate, for 1, 2, 5 and 12 targets."""
-    if targets == 2:
-        config = cross_region_config
-    elif targets == 5:
-        config = FIXTURES / "five-stages.toml"
-    else:
-        config = fleet_config(targets, directory=tmp_path_factory.mktemp(f"fleet{targets}"))
-    synthesized = synth(config, suffix="-blue" if targets == 5 else "")
-    stages = read_stages(pipeline_template(synthesized.outdir))
-    model = read_trust_model(synthesized.outdir, synthesized.config)
-    pipeline = ET.fromstring(draw_pipeline(stages, "Pipeline"))
-    trust = ET.fromstring(draw_trust(model, "Trust"))
-    pipeline_text = " ".join(t for t in pipeline.itertext())
-    trust_text = " ".join(t for t in trust.itertext())
-    assert "SecurityScan" in pipeline_text and "only after the scan passed" in pipeline_text
-    assert "Legend" in pipeline_text
-    assert len(model.targets) == len({(s.account, s.region) for s in synthesized.config.stages})
-    for stage in synthesized.config.stages:
-        assert stage.name in pipeline_text or stage.wave in pipeline_text
-        assert f"Target account {stage.account}, {stage.region}" in trust_text
-        flag = "PRODUCTION" if stage.production else "non-production"
-        assert f"{flag}: " in trust_text and stage.name in trust_text
-        lookup = f"cdk-{synthesized.config.pipeline.qualifier}-lookup-role-{stage.account}-{stage.region}"
-        assert lookup in trust_text
-    assert f"{synthesized.config.pipeline.project}-permissions-boundary" in trust_text
-    if targets == 2:
-        assert "webapp-pipeline-support-eu-central-1" in trust_text
-        assert "not trusted by the pipeline account" in trust_text  # prod's lookup role

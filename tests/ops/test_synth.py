@@ -225,7 +225,18 @@ def test_operator_commands_end_quietly_on_ctrl_c() -> None:
     assert stderr == ""
 
 
-@pytest.mark.parametrize("module", ["bench", "bootstrap", "diagram", "doctor", "synth"])
+COMMANDS = sorted(
+    path.stem
+    for path in (ROOT / "ops").glob("*.py")
+    if 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")
+)
+
+
+def test_the_commands_are_found() -> None:
+    assert {"bench", "bootstrap", "destroy", "diagram", "doctor", "scan", "synth"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("module", COMMANDS)
 def test_each_operator_command_installs_the_quiet_interrupts(module: str) -> None:
     source = (ROOT / "ops" / f"{module}.py").read_text()
     entry = source[source.index('if __name__ == "__main__":') :]
