@@ -2,7 +2,7 @@
 
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 # (profile, region) -> a boto3 session, or a test's stand-in for one.
 SessionFor = Callable[[str | None, str], Any]
@@ -20,3 +20,14 @@ def boto_session(profile: str | None, region: str) -> Any:
     import boto3  # type: ignore[import-untyped]
 
     return boto3.Session(profile_name=profile, region_name=region)
+
+
+def aws_error_kind(error: Exception) -> Literal["credentials", "network"] | None:
+    """The two failures a first run meets most, from botocore's error classes: no credentials at
+    all, or a request that never got an answer (no route, DNS, proxy, TLS, timeouts)."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & {"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"}:
+        return "credentials"
+    if names & {"HTTPClientError", "EndpointConnectionError", "ConnectTimeoutError"}:
+        return "network"
+    return None

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from configuration import ConfigError, DeploymentConfig, load_config, repository_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
-from ops import quiet_interrupts
+from ops import aws_error_kind, quiet_interrupts
 from ops.bootstrap_template import PipelineTrust, TemplateError, write_template
 from policies.execution_policy import (
     AccountKind,
@@ -100,6 +100,11 @@ def pipeline_trust(config: DeploymentConfig) -> PipelineTrust:
     """Who in the pipeline account the targets' CDK roles trust (ops/bootstrap_template.py)."""
     pipeline = config.pipeline
     return PipelineTrust(pipeline.project, partition_of(pipeline.region), pipeline.account)
+
+
+def cdk_role_name(kind: str, qualifier: str, account: str, region: str) -> str:
+    """The name CDK's bootstrap template gives a role (`kind`: deploy, cfn-exec, lookup, ...)."""
+    return f"cdk-{qualifier}-{kind}-role-{account}-{region}"
 
 
 def toolkit_stack_name(qualifier: str) -> str:
@@ -327,7 +332,12 @@ def current_document(iam: Any, arn: str) -> dict[str, Any] | None:
     except iam.exceptions.NoSuchEntityException:
         return None
     default = iam.get_policy_version(PolicyArn=arn, VersionId=current["DefaultVersionId"])
-    document = default["PolicyVersion"]["Document"]
+    return decode_policy(default["PolicyVersion"]["Document"])
+
+
+def decode_policy(document: Any) -> dict[str, Any]:
+    """A policy document as IAM returns it: boto3 decodes it, other clients get it URL-encoded.
+    https://docs.aws.amazon.com/IAM/latest/APIReference/API_PolicyVersion.html"""
     if isinstance(document, str):
         from urllib.parse import unquote
 
@@ -405,7 +415,7 @@ def apply(
 def check_qualifier_is_ours(iam: Any, account: Account, region: str, qualifier: str) -> None:
     """Refuse to take over a qualifier another app bootstrapped: its execution role would lose
     its policies to ours (one execution role per qualifier, account and region)."""
-    role = f"cdk-{qualifier}-cfn-exec-role-{account.account}-{region}"
+    role = cdk_role_name("cfn-exec", qualifier, account.account, region)
     try:
         attached = iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]
     except iam.exceptions.NoSuchEntityException:
@@ -462,15 +472,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _next_step(error: Exception) -> str:
     """What to do about the failures a first run meets most: no credentials, no network."""
-    names = {cls.__name__ for cls in type(error).__mro__}
-    if names & {"NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"}:
+    kind = aws_error_kind(error)
+    if kind == "credentials":
         return (
             " Nothing was changed in that account. Give each account credentials: set `profile` "
             "for it in the config (an AWS CLI profile; `aws configure sso` or `aws configure` "
             "creates one), or export AWS_PROFILE; `make doctor` shows which accounts work. Then "
             "run `make bootstrap APPLY=1` again (completed steps are skipped)."
         )
-    if names & {"HTTPClientError", "EndpointConnectionError", "ConnectTimeoutError"}:
+    if kind == "network":
         return (
             " AWS could not be reached: check the network connection, proxy (HTTPS_PROXY) and "
             "VPN, then run `make bootstrap APPLY=1` again (completed steps are skipped)."

@@ -28,8 +28,15 @@ from typing import Any
 
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.toolchain import ROOT
-from ops import SessionFor, boto_session, quiet_interrupts
-from ops.bootstrap import Account, current_document, pipeline_trust, plan
+from ops import SessionFor, aws_error_kind, boto_session, quiet_interrupts
+from ops.bootstrap import (
+    Account,
+    cdk_role_name,
+    current_document,
+    decode_policy,
+    pipeline_trust,
+    plan,
+)
 
 DEFAULT_REQUIRED_VERSION = 8
 
@@ -63,29 +70,14 @@ def _error_code(error: Exception) -> str:
     return str(response.get("Error", {}).get("Code", type(error).__name__))
 
 
-def _is_no_credentials(error: Exception) -> bool:
-    return type(error).__name__ in {
-        "NoCredentialsError",
-        "PartialCredentialsError",
-        "ProfileNotFound",
-    }
-
-
-def _is_network_error(error: Exception) -> bool:
-    """botocore's errors for a request that never got an answer (no route, DNS, proxy, TLS,
-    timeouts): the credentials may be fine, the network is not."""
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"HTTPClientError", "EndpointConnectionError", "ConnectTimeoutError"})
-
-
 def check_credentials(session: Any, account: str, profile: str | None) -> Check:
     where = f"{account}" + (f" (profile {profile})" if profile else "")
     try:
         actual = session.client("sts").get_caller_identity()["Account"]
     except Exception as error:
-        if _is_no_credentials(error):
+        if aws_error_kind(error) == "credentials":
             raise MissingCredentialsError(str(error)) from error
-        if _is_network_error(error):
+        if aws_error_kind(error) == "network":
             return Check(
                 "credentials",
                 where,
@@ -120,8 +112,8 @@ def check_bootstrap(
     *,
     qualifier: str,
     pipeline_account: str | None,
-    execution_policies: list[str] | None,
-    principal_patterns: list[str] | None = None,
+    execution_policies: list[str],
+    principal_patterns: list[str],
 ) -> list[Check]:
     where = f"{account}/{region}"
     bootstrap = f"make bootstrap APPLY=1 (runs cdk bootstrap aws://{account}/{region})"
@@ -164,7 +156,7 @@ def check_bootstrap(
                 iam, account, region, qualifier, pipeline_account, principal_patterns, bootstrap
             )
         )
-    execution_role = f"cdk-{qualifier}-cfn-exec-role-{account}-{region}"
+    execution_role = cdk_role_name("cfn-exec", qualifier, account, region)
     try:
         attached = iam.list_attached_role_policies(RoleName=execution_role)["AttachedPolicies"]
         names = sorted(policy["PolicyName"] for policy in attached)
@@ -179,7 +171,7 @@ def check_bootstrap(
             )
         )
         return checks
-    expected = sorted(execution_policies or [])
+    expected = sorted(execution_policies)
     ok = names == expected
     checks.append(
         Check(
@@ -199,21 +191,18 @@ def _check_trust(
     region: str,
     qualifier: str,
     pipeline_account: str,
-    principal_patterns: list[str] | None,
+    principal_patterns: list[str],
     bootstrap: str,
 ) -> Check:
     where = f"{account}/{region}"
-    deploy_role = f"cdk-{qualifier}-deploy-role-{account}-{region}"
+    deploy_role = cdk_role_name("deploy", qualifier, account, region)
     try:
         document = iam.get_role(RoleName=deploy_role)["Role"]["AssumeRolePolicyDocument"]
     except Exception as error:
         return Check(
             "trusts pipeline", where, False, f"{deploy_role}: {_error_code(error)}", bootstrap
         )
-    if isinstance(document, str):
-        from urllib.parse import unquote
-
-        document = json.loads(unquote(document))
+    document = decode_policy(document)
     trusted = pipeline_account in json.dumps(document)
     if not trusted:
         return Check(
@@ -230,9 +219,9 @@ def _check_trust(
         statement
         for statement in document.get("Statement", [])
         if pipeline_account in json.dumps(statement.get("Principal", {}))
-        and sorted(_principal_arn_patterns(statement)) != sorted(principal_patterns or [])
+        and sorted(_principal_arn_patterns(statement)) != sorted(principal_patterns)
     ]
-    if principal_patterns and wide:
+    if wide:
         return Check(
             "trusts pipeline",
             where,
@@ -247,7 +236,7 @@ def _check_trust(
         "trusts pipeline",
         where,
         True,
-        f"deploy role trusts {', '.join(principal_patterns or [pipeline_account])}",
+        f"deploy role trusts {', '.join(principal_patterns)}",
         "",
     )
 
@@ -444,7 +433,7 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
         try:
             session = session_for(profile, pipeline.region)
         except Exception as error:
-            if _is_no_credentials(error):
+            if aws_error_kind(error) == "credentials":
                 raise MissingCredentialsError(str(error)) from error
             raise
         check = check_credentials(session, account, profile)
@@ -467,7 +456,7 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
             required,
             qualifier=pipeline.qualifier,
             pipeline_account=environment.trusted,
-            execution_policies=policies.get(account),
+            execution_policies=policies[account],
             principal_patterns=pipeline_trust(config).principal_patterns,
         )
     for planned in bootstrap.accounts:

@@ -41,6 +41,7 @@ from typing import Any
 from configuration import ConfigError, DeploymentConfig, load_config
 from configuration.regions import partition_of
 from configuration.toolchain import ROOT
+from ops.bootstrap import cdk_role_name, plan
 from policies import iam_data
 from policies.execution_policy import (
     CONNECTION_SERVICES,
@@ -591,9 +592,8 @@ def stack_calls(
         actions = required_actions(
             {r["Type"] for r in stack.template.get("Resources", {}).values()}
         )
-    principal = (
-        f"arn:{stack.partition}:iam::{stack.account}:role/"
-        f"cdk-{qualifier}-cfn-exec-role-{stack.account}-{stack.region}"
+    principal = f"arn:{stack.partition}:iam::{stack.account}:role/" + cdk_role_name(
+        "cfn-exec", qualifier, stack.account, stack.region
     )
     resources = _Resources(stack)
     calls: list[Call] = []
@@ -796,8 +796,6 @@ def _context(
 
 def policy_sets(config: DeploymentConfig) -> dict[str, list[dict[str, Any]]]:
     """Each account's execution policies, exactly as `make bootstrap` creates them."""
-    from ops.bootstrap import plan
-
     return {
         account.account: [
             {"name": policy.name, "policy": policy.document}

@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from configuration import load_config
 from ops.bootstrap import plan
+from ops.bootstrap_template import PipelineTrust
 from ops.doctor import (
     Check,
     MissingCredentialsError,
@@ -167,13 +168,7 @@ def _bootstrap(
                 "Action": "sts:AssumeRole",
                 # What ops/bootstrap_template.py adds: only the pipeline stack's roles.
                 **(
-                    {
-                        "Condition": {
-                            "ArnLike": {
-                                "aws:PrincipalArn": f"arn:aws:iam::{trusted}:role/webapp-pipeline-*"
-                            }
-                        }
-                    }
+                    {"Condition": PipelineTrust("webapp", "aws", trusted).condition}
                     if confined
                     else {}
                 ),
