@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, RemovalPolicy, Stack, Stage
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
-from constructs import Construct
+from constructs import Construct, IConstruct
 
 # One retention for every log group of the project: long enough to investigate a release.
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
@@ -135,10 +135,15 @@ SOURCE_ACCOUNT_SERVICES = {
     "codestar-notifications.amazonaws.com": (
         "https://docs.aws.amazon.com/dtconsole/latest/userguide/set-up-sns.html"
     ),
-    # CloudWatch alarms publishing to an encrypted topic.
+    # CloudWatch alarms publishing to an encrypted topic. The SNS guide's key policy carries no
+    # condition; AWS's own accelerator grants it with aws:SourceAccount and aws:SourceArn and
+    # says both are set (unlike EventBridge's). Not confirmed in a real account: docs/security.md
+    # says how to check after the first deploy.
     "cloudwatch.amazonaws.com": (
         "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html"
-        "#compatibility-with-aws-services"
+        "#compatibility-with-aws-services, "
+        "https://aws.github.io/modern-data-architecture-accelerator/typedocs/functions/"
+        "_aws-mdaa_cloudwatch-constructs.grantCloudWatchAlarmsTopicAccess.html"
     ),
 }
 # The documented exception: CloudWatch Logs binds a key to log groups through the encryption
@@ -184,6 +189,11 @@ def service_grant_problem(statement: dict[str, Any], account: str, region: str) 
     return f"{', '.join(services)} is granted without aws:SourceAccount or aws:SourceArn"
 
 
+def _stage_path(construct: IConstruct) -> str:
+    stage = Stage.of(construct)
+    return stage.node.path if stage is not None else ""
+
+
 def confine_service_grants(scope: Construct) -> None:
     """Give every grant to an AWS service in the key and topic policies under `scope` an
     `aws:SourceAccount` condition of its own stack's account. CDK adds some such grants itself
@@ -194,7 +204,10 @@ def confine_service_grants(scope: Construct) -> None:
     which condition keys it sets."""
     from aws_cdk import aws_sns as sns
 
+    stage = _stage_path(scope)
     for construct in scope.node.find_all():
+        if _stage_path(construct) != stage:
+            continue  # a nested stage is confined on its own, before it is synthesized
         if isinstance(construct, kms.CfnKey):
             prop = "key_policy"
         elif isinstance(construct, sns.CfnTopicPolicy):

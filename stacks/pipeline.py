@@ -477,9 +477,8 @@ def _apply_boundary(stack: Stack, name: str) -> None:
     policy lets CloudFormation create roles only with it. The stages are left out: their roles
     live in the target accounts and carry those accounts' boundary (stages/deployment.py)."""
     boundary = iam.ManagedPolicy.from_managed_policy_name(stack, "PermissionsBoundary", name)
-    for child in stack.node.children:
-        if not isinstance(child, Stage):
-            iam.PermissionsBoundary.of(child).apply(boundary)
+    # An aspect does not reach into a nested Stage, so the stages keep their own boundary.
+    iam.PermissionsBoundary.of(stack).apply(boundary)
 
 
 def _allow_connection_use(pipeline: codepipeline.Pipeline, connection_arn: str) -> None:
