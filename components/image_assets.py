@@ -103,6 +103,22 @@ def destinations_in_manifest(
     return images
 
 
+def destinations_in_assembly(
+    directory: Path, target: str
+) -> dict[str, tuple[str, list[ImageDestination]]]:
+    """Per image asset hash, its source directory and destinations, from every asset manifest of
+    one stage's assembly `directory`."""
+    found: dict[str, tuple[str, list[ImageDestination]]] = {}
+    for manifest_file in sorted(directory.glob("*.assets.json")):
+        manifest = json.loads(manifest_file.read_text())
+        for asset_hash, (directory_of, destinations) in destinations_in_manifest(
+            manifest, target, str(manifest_file)
+        ).items():
+            entry = found.setdefault(asset_hash, (directory_of, []))
+            entry[1].extend(d for d in destinations if d not in entry[1])
+    return found
+
+
 def image_assets(cloud_assembly: Path) -> list[ImageAsset]:
     """Every container image asset of the stages in `cloud_assembly` (the synth output), with its
     destinations in deployment order: the stages' nested assemblies are listed in the top-level
@@ -118,14 +134,11 @@ def image_assets(cloud_assembly: Path) -> list[ImageAsset]:
         properties = artifact.get("properties", {})
         nested = cloud_assembly / properties["directoryName"]
         target = str(properties.get("displayName", nested.name)).rsplit("/", 1)[-1]
-        for manifest_file in sorted(nested.glob("*.assets.json")):
-            manifest = json.loads(manifest_file.read_text())
-            where = str(manifest_file)
-            for asset_hash, (directory, destinations) in destinations_in_manifest(
-                manifest, target, where
-            ).items():
-                entry = found.setdefault(asset_hash, ((nested / directory).resolve(), []))
-                entry[1].extend(d for d in destinations if d not in entry[1])
+        for asset_hash, (directory, destinations) in destinations_in_assembly(
+            nested, target
+        ).items():
+            entry = found.setdefault(asset_hash, ((nested / directory).resolve(), []))
+            entry[1].extend(d for d in destinations if d not in entry[1])
     return [
         ImageAsset(asset_hash, directory, tuple(destinations))
         for asset_hash, (directory, destinations) in found.items()

@@ -414,19 +414,12 @@ def resolve(asset: ImageAsset, registry: Registry) -> ResolvedImage:
     return ResolvedImage(asset, digest, problems)
 
 
-@dataclass(frozen=True)
-class ImageScan:
-    """Scan the published images (the pipeline): where to find them and how to resolve tags."""
-
-    registry: Registry
-
-
 def run(
     *,
     trivy: Trivy,
     cloud_assembly: Path,
     today: dt.date,
-    images: ImageScan | None = None,
+    registry: Registry | None = None,
     source_root: Path = ROOT,
     dockerfile_dir: Path = DOCKERFILE_DIR,
     out: Callable[[str], object] = print,
@@ -456,7 +449,7 @@ def run(
         "Dockerfile misconfigurations (HIGH, CRITICAL)": trivy.dockerfiles(dockerfile_dir),
         "template misconfigurations (HIGH, CRITICAL)": trivy.templates(cloud_assembly),
     }
-    if images is not None:
+    if registry is not None:  # the published images: the pipeline's scan
         try:
             assets = image_assets(cloud_assembly)
         except AssetManifestError as error:
@@ -464,7 +457,7 @@ def run(
         if not assets:
             raise ScanError(f"{cloud_assembly}: no container image asset to scan.")
         for asset in assets:
-            resolved = resolve(asset, images.registry)
+            resolved = resolve(asset, registry)
             short = asset.asset_hash[:12]
             out(f"Image {short}: {resolved.reference}")
             for destination in asset.destinations:
@@ -485,7 +478,7 @@ def run(
         for finding in items:
             out(finding.line())
         ok = ok and not items
-    if images is None:
+    if registry is None:
         out(
             "SKIP the published image (one digest in every target, vulnerabilities, SBOM): it "
             "exists only once the pipeline has published it, and the vulnerability database "
@@ -495,12 +488,7 @@ def run(
     return ok
 
 
-def main(
-    argv: list[str] | None = None,
-    *,
-    today: Callable[[], dt.date] = dt.date.today,
-    registry: Registry | None = None,
-) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Security scan with the pinned Trivy.")
     parser.add_argument("--cdk-out", type=Path, default=ROOT / "cdk.out")
     parser.add_argument("--reports", type=Path, default=ROOT / "build" / "scan")
@@ -517,8 +505,8 @@ def main(
         ok = run(
             trivy=Trivy(trivy_binary, args.reports, ignore),
             cloud_assembly=args.cdk_out,
-            images=ImageScan(registry or EcrRegistry()) if args.image else None,
-            today=today(),
+            registry=EcrRegistry() if args.image else None,
+            today=dt.date.today(),
         )
     except ScanError as error:
         print(f"error: {error}", file=sys.stderr)

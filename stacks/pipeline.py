@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as sns_subscriptions
 from constructs import Construct
 
-from components.image_assets import IMAGE_READ_ACTIONS, destinations_in_manifest
+from components.image_assets import IMAGE_READ_ACTIONS, destinations_in_assembly
 from components.keys import confine_service_grants, publisher_key
 from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
@@ -294,19 +293,20 @@ def _allow_reading_assets(role: iam.Role, stages: list[DeploymentStage]) -> None
     Reading another account's repository also needs that repository's policy to allow the
     pipeline account (https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-policies.html);
     see docs/security.md, 'Security scanning'."""
-    arns: list[str] = []
-    for stage in stages:
-        # CDK Pipelines synthesized the stage when it was added; this returns that assembly.
-        directory = Path(stage.synth().directory)
-        for manifest in sorted(directory.glob("*.assets.json")):
-            found = destinations_in_manifest(
-                json.loads(manifest.read_text()), stage.stage_name, str(manifest)
-            )
-            for _, destinations in found.values():
-                arns += [d.repository_arn for d in destinations if d.repository_arn not in arns]
+    arns = sorted(
+        {
+            destination.repository_arn
+            for stage in stages
+            # CDK Pipelines synthesized the stage when it was added; this returns that assembly.
+            for _, destinations in destinations_in_assembly(
+                Path(stage.synth().directory), stage.stage_name
+            ).values()
+            for destination in destinations
+        }
+    )
     if arns:
         role.add_to_principal_policy(
-            iam.PolicyStatement(actions=IMAGE_READ_ACTIONS, resources=sorted(arns))
+            iam.PolicyStatement(actions=IMAGE_READ_ACTIONS, resources=arns)
         )
 
 

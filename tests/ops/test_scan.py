@@ -27,7 +27,6 @@ from ops.scan import (
     IGNORE_FILE,
     LOCK,
     EcrRegistry,
-    ImageScan,
     ScanError,
     Trivy,
     check_ignore_file,
@@ -419,7 +418,7 @@ def _run_image_scan(
     ok = run(
         trivy=Trivy(fake.binary, tmp_path / "reports", None),
         cloud_assembly=cloud_assembly,
-        images=ImageScan(ecr.registry()),
+        registry=ecr.registry(),
         today=TODAY,
         source_root=_clean_dir(tmp_path, "src"),
         out=lines.append,
