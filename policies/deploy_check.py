@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.cloud_assembly import AssemblyError, StackTemplate, read_stacks
 from configuration import ConfigError, DeploymentConfig, load_config
-from configuration.regions import partition_of
 from configuration.toolchain import ROOT
 from ops.bootstrap import cdk_role_name, plan
 from policies import iam_data
@@ -189,20 +189,6 @@ class CheckError(Exception):
 
 
 @dataclass(frozen=True)
-class StackTemplate:
-    """One synthesized stack and the environment it deploys to."""
-
-    name: str
-    account: str
-    region: str
-    template: dict[str, Any]
-
-    @property
-    def partition(self) -> str:
-        return partition_of(self.region)
-
-
-@dataclass(frozen=True)
 class Target:
     """One ARN a call is authorized on, with what AWS knows about that resource."""
 
@@ -275,36 +261,6 @@ class Report:
                 )
             )
         return "\n".join(lines)
-
-
-def read_stacks(cloud_assembly: Path) -> list[StackTemplate]:
-    """Every stack of a cloud assembly and its nested assemblies (the pipeline's stages)."""
-    manifest = json.loads((cloud_assembly / "manifest.json").read_text(encoding="utf-8"))
-    stacks: list[StackTemplate] = []
-    for artifact in manifest.get("artifacts", {}).values():
-        kind = artifact.get("type")
-        properties = artifact.get("properties", {})
-        if kind == "cdk:cloud-assembly":
-            stacks += read_stacks(cloud_assembly / properties["directoryName"])
-        elif kind == "aws:cloudformation:stack":
-            match = re.fullmatch(r"aws://(\d{12})/([a-z0-9-]+)", artifact["environment"])
-            if match is None:
-                raise CheckError(
-                    f"{cloud_assembly}: stack {properties.get('stackName')} has no concrete "
-                    f"environment ({artifact['environment']})"
-                )
-            template = json.loads(
-                (cloud_assembly / properties["templateFile"]).read_text(encoding="utf-8")
-            )
-            stacks.append(
-                StackTemplate(
-                    properties.get("stackName", properties["templateFile"]),
-                    match[1],
-                    match[2],
-                    template,
-                )
-            )
-    return stacks
 
 
 class _Resources:
@@ -914,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
         if not stacks:
             raise CheckError(f"{args.cloud_assembly}: no stacks found; run `make synth` first.")
         report = check(config, stacks)
-    except (ConfigError, CheckError, iam_data.IamDataMissingError) as error:
+    except (ConfigError, CheckError, AssemblyError, iam_data.IamDataMissingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report.describe(), file=sys.stderr if report.denials else sys.stdout)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.cloud_assembly import read_stacks
+
 RECORD = Path(__file__).resolve().parent / "listener-rules.json"
 LISTENER_RULE = "AWS::ElasticLoadBalancingV2::ListenerRule"
 # The properties whose change replaces the resource, for the types a rule refers to directly or
@@ -81,16 +83,10 @@ def rendered_rules(cloud_assembly: Path) -> dict[str, dict[str, Any]]:
     """Stack name -> its rules' fingerprints, for every stack with listener rules in the assembly
     (the stages are nested assemblies)."""
     found: dict[str, dict[str, Any]] = {}
-    manifest = json.loads((cloud_assembly / "manifest.json").read_text())
-    for artifact_id, artifact in manifest["artifacts"].items():
-        properties = artifact.get("properties", {})
-        if artifact["type"] == "cdk:cloud-assembly":
-            found.update(rendered_rules(cloud_assembly / properties["directoryName"]))
-        elif artifact["type"] == "aws:cloudformation:stack":
-            template = json.loads((cloud_assembly / properties["templateFile"]).read_text())
-            rules = fingerprints(template)
-            if rules:
-                found[properties.get("stackName", artifact_id)] = rules
+    for stack in read_stacks(cloud_assembly):
+        rules = fingerprints(stack.template)
+        if rules:
+            found[stack.name] = rules
     return found
 
 

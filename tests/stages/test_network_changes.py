@@ -20,6 +20,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 
+from components.cloud_assembly import read_stacks
 from service.listener_guard import check, read_record, rendered_rules
 
 from ..conftest import DEFAULT_CONFIG, Synthesized, synthesize
@@ -28,15 +29,8 @@ Templates = dict[str, dict[str, Any]]  # "account/region/stack name" -> template
 
 
 def _templates(assembly: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    manifest = json.loads((assembly / "manifest.json").read_text())
-    for artifact_id, artifact in manifest["artifacts"].items():
-        if artifact["type"] == "cdk:cloud-assembly":
-            yield from _templates(assembly / artifact["properties"]["directoryName"])
-        elif artifact["type"] == "aws:cloudformation:stack":
-            environment = artifact["environment"].removeprefix("aws://")
-            name = artifact["properties"].get("stackName", artifact_id)
-            template = json.loads((assembly / artifact["properties"]["templateFile"]).read_text())
-            yield f"{environment}/{name}", template
+    for stack in read_stacks(assembly):
+        yield f"{stack.account}/{stack.region}/{stack.name}", stack.template
 
 
 def _references(value: Any) -> set[str]:
