@@ -42,10 +42,15 @@ class ServiceTimings:
     healthy_threshold: int
     deregistration_delay_seconds: int
     hook_stages: tuple[str, ...]
-    alarm_seconds: int  # the slowest deployment alarm: evaluation periods x period
-    alarm_period_seconds: int = 60  # that alarm's period
+    alarm_periods: int  # the slowest deployment alarm's evaluation periods
+    alarm_period_seconds: int  # and its period
     step_percent: int | None = None  # the canary's share, or each linear step's
     step_minutes: int | None = None
+
+    @property
+    def alarm_seconds(self) -> int:
+        """How long the slowest deployment alarm needs to see a breach."""
+        return self.alarm_periods * self.alarm_period_seconds
 
     @classmethod
     def from_template(cls, template: dict[str, Any]) -> ServiceTimings:
@@ -82,6 +87,7 @@ class ServiceTimings:
 
         slowest = max(
             (_alarm_window(r["Properties"]) for r in resources if r["Type"] == ALARM),
+            key=lambda window: (window[0] * window[1], window[1]),
             default=(0, 0),
         )
         return cls(
@@ -98,7 +104,7 @@ class ServiceTimings:
                 for hook in deployment.get("LifecycleHooks", [])
                 for stage in hook.get("LifecycleStages", [])
             ),
-            alarm_seconds=slowest[0],
+            alarm_periods=slowest[0],
             alarm_period_seconds=slowest[1],
             step_percent=step_percent,
             step_minutes=step_minutes,
@@ -116,14 +122,14 @@ PUBLICATION_DELAY_SECONDS = 60
 
 
 def _alarm_window(alarm: dict[str, Any]) -> tuple[int, int]:
-    """How long an alarm needs to see a breach, and its period: its evaluation periods times its
-    period (for a metric-math alarm, the longest period of the metrics it combines)."""
+    """An alarm's evaluation periods and its period (for a metric-math alarm, the longest period
+    of the metrics it combines): it needs their product to see a breach."""
     periods = [int(alarm["Period"])] if "Period" in alarm else []
     periods += [
         int(m["MetricStat"]["Period"]) for m in alarm.get("Metrics", []) if "MetricStat" in m
     ]
     period = max(periods, default=0)
-    return int(alarm["EvaluationPeriods"]) * period, period
+    return int(alarm["EvaluationPeriods"]), period
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,7 @@ def bake_problems(config: DeploymentConfig, cloud_assembly: Path) -> list[str]:
             problems.append(
                 f"stages[{index}].release.bake_minutes = {stage.release.bake_minutes}: stage "
                 f"'{stage.name}' must bake at least {minimum} minutes. Its slowest deployment "
-                f"alarm needs {timings.alarm_seconds // timings.alarm_period_seconds} periods of "
+                f"alarm needs {timings.alarm_periods} periods of "
                 f"{timings.alarm_period_seconds} s, plus one period in which traffic moves and "
                 f"{PUBLICATION_DELAY_SECONDS} s before load balancer metrics reach CloudWatch "
                 f"({rollback_detection_seconds(timings)} s), and ECS rolls back on an alarm only "

@@ -57,22 +57,12 @@ def test_canary_and_linear_add_their_steps(
 
 
 def test_values_come_from_the_template_with_elb_defaults_where_unset() -> None:
-    template: dict[str, Any] = {
-        "Resources": {
-            "Service": {
-                "Type": "AWS::ECS::Service",
-                "Properties": {"DeploymentConfiguration": {"Strategy": "BLUE_GREEN"}},
-            },
-            "Group": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {}},
-            "Alarm": {
-                "Type": "AWS::CloudWatch::Alarm",
-                "Properties": {
-                    "EvaluationPeriods": 3,
-                    "Metrics": [{"Id": "e"}, {"Id": "m", "MetricStat": {"Period": 300}}],
-                },
-            },
+    template = _stage_alarm_template(
+        {
+            "EvaluationPeriods": 3,
+            "Metrics": [{"Id": "e"}, {"Id": "m", "MetricStat": {"Period": 300}}],
         }
-    }
+    )
     slow = ServiceTimings.from_template(template)
     assert slow.alarm_seconds == 3 * 300
     assert (slow.health_check_interval_seconds, slow.healthy_threshold) == (30, 5)
@@ -100,7 +90,9 @@ def test_alarms_fire_well_within_the_shortest_bake_time(default_synth: Synthesiz
         assert rollback_detection_seconds(timings) <= timings.bake_minutes * 60
 
 
-def _stage_alarm_template(evaluation_periods: int, period: int) -> dict[str, Any]:
+def _stage_alarm_template(alarm: dict[str, Any]) -> dict[str, Any]:
+    """A blue/green service with default target-group settings and one alarm of `alarm`'s
+    properties."""
     return {
         "Resources": {
             "Service": {
@@ -108,18 +100,24 @@ def _stage_alarm_template(evaluation_periods: int, period: int) -> dict[str, Any
                 "Properties": {"DeploymentConfiguration": {"Strategy": "BLUE_GREEN"}},
             },
             "Group": {"Type": "AWS::ElasticLoadBalancingV2::TargetGroup", "Properties": {}},
-            "Alarm": {
-                "Type": "AWS::CloudWatch::Alarm",
-                "Properties": {"EvaluationPeriods": evaluation_periods, "Period": period},
-            },
+            "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": alarm},
         }
     }
 
 
 def test_the_minimum_bake_follows_the_alarms_in_the_template() -> None:
     # One period of mixed traffic, the evaluation window, 60 s of metric delivery.
-    assert minimum_bake_minutes(ServiceTimings.from_template(_stage_alarm_template(2, 60))) == 4
-    slow = ServiceTimings.from_template(_stage_alarm_template(3, 300))
+    assert (
+        minimum_bake_minutes(
+            ServiceTimings.from_template(
+                _stage_alarm_template({"EvaluationPeriods": 2, "Period": 60})
+            )
+        )
+        == 4
+    )
+    slow = ServiceTimings.from_template(
+        _stage_alarm_template({"EvaluationPeriods": 3, "Period": 300})
+    )
     assert rollback_detection_seconds(slow) == 300 + 900 + 60
     assert minimum_bake_minutes(slow) == 21
 
