@@ -96,6 +96,18 @@ class Plan:
     qualifier: str = ""
 
 
+def lookup_environments(config: DeploymentConfig) -> set[tuple[str, str]]:
+    """(account, region) of the targets whose CDK lookup role trusts the pipeline account.
+    Lookups are needed only to import an existing VPC (`network.vpc_id`), and are trusted only
+    for non-production targets: production imports are looked up with that account's own
+    credentials and committed to cdk.context.json."""
+    return {
+        (stage.account, stage.region)
+        for stage in config.stages
+        if stage.network.vpc_id and not stage.production
+    }
+
+
 def pipeline_trust(config: DeploymentConfig) -> PipelineTrust:
     """Who in the pipeline account the targets' CDK roles trust (ops/bootstrap_template.py)."""
     pipeline = config.pipeline
@@ -128,16 +140,11 @@ def plan(config: DeploymentConfig) -> Plan:
     result = Plan(qualifier=qualifier)
 
     targets: dict[str, list[tuple[str, bool, str | None]]] = {}
-    # Lookups (the CDK lookup role) are needed only to import an existing VPC
-    # (`network.vpc_id`), and are trusted only for non-production targets: production imports are
-    # looked up with that account's own credentials and committed to cdk.context.json.
-    lookups: set[tuple[str, str]] = set()
     for stage in config.stages:
         targets.setdefault(stage.account, []).append(
             (stage.region, stage.production, stage.profile)
         )
-        if stage.network.vpc_id and not stage.production:
-            lookups.add((stage.account, stage.region))
+    lookups = lookup_environments(config)
 
     for account, environments in targets.items():
         partition = partition_of(environments[0][0])

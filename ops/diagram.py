@@ -281,7 +281,7 @@ def read_trust_model(cloud_assembly: Path, config: DeploymentConfig) -> TrustMod
     """Accounts, regions and roles from the cloud assembly; stage names, the production flag and
     the bootstrap's trust (lookups, execution policies, boundary) from the config it was
     synthesized from."""
-    from ops.bootstrap import plan
+    from ops.bootstrap import lookup_environments, plan
 
     roles: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
     for path in sorted(cloud_assembly.rglob("*.json")):
@@ -296,11 +296,7 @@ def read_trust_model(cloud_assembly: Path, config: DeploymentConfig) -> TrustMod
         if name.startswith("cross-region-stack-")
     )
     bootstrap = plan(config)
-    lookups = {
-        (argv[2].split("/")[2], argv[2].split("/")[3])
-        for _, argv in bootstrap.commands
-        if "--trust-for-lookup" in argv
-    }
+    lookups = lookup_environments(config)
     policies = {account.account: account for account in bootstrap.accounts}
     environments: dict[tuple[str, str], list[str]] = defaultdict(list)
     production: dict[tuple[str, str], bool] = defaultdict(bool)
