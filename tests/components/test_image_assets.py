@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def test_china_regions_use_their_own_registry_domain_and_partition() -> None:
     assert destination.repository_arn.startswith("arn:aws-cn:ecr:cn-north-1:444444444444:")
 
 
-def test_an_unresolved_repository_name_is_refused_with_the_field(tmp_path: Path) -> None:
+def test_an_unresolved_repository_name_is_refused_with_the_field() -> None:
     manifest = {
         "dockerImages": {
             "abc": {
@@ -84,7 +83,7 @@ def test_an_unresolved_repository_name_is_refused_with_the_field(tmp_path: Path)
         match=r"x\.assets\.json: dockerImages\.abc\.destinations\.current_account-current_region"
         r"\.repositoryName = .*expected a concrete value",
     ):
-        destinations_in_manifest(json.loads(json.dumps(manifest)), "t", "x.assets.json")
+        destinations_in_manifest(manifest, "t", "x.assets.json")
 
 
 def test_a_directory_without_a_cloud_assembly_is_refused(tmp_path: Path) -> None:

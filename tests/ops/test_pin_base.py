@@ -6,10 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from ops.pin_base import (
     read_base_images,
     review,
 )
+
+from ..local_server import serving
 
 TODAY = dt.date(2026, 11, 28)
 MANIFEST = json.dumps(
@@ -85,15 +86,9 @@ def registry() -> Iterator[Registry]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler) as server:
+        state.port = server.server_address[1]
+        yield state
 
 
 WAIVER = (

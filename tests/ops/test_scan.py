@@ -10,10 +10,9 @@ import io
 import json
 import sys
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import botocore.session
@@ -39,6 +38,7 @@ from ops.scan import (
 )
 
 from ..conftest import ROOT, Synthesized
+from ..local_server import serving
 
 TRIVY = Path(sys.executable).parent / "trivy"
 TODAY = dt.date(2026, 11, 28)
@@ -648,16 +648,10 @@ def local_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.start()
     # Its own cache: what Trivy learns about this image stays in the test's directory.
     monkeypatch.setenv("TRIVY_CACHE_DIR", str(tmp_path / "trivy-cache"))
-    yield LocalRegistry(f"127.0.0.1:{server.server_address[1]}", digest)
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler) as server:
+        yield LocalRegistry(f"127.0.0.1:{server.server_address[1]}", digest)
 
 
 def test_trivy_reads_the_image_by_digest_from_the_registry_without_a_daemon(
