@@ -21,7 +21,7 @@ import pytest
 from app import CDK_CLI_CONTEXT
 from app import synthesize as app_synthesize
 from configuration import DeploymentConfig
-from policies.compliance import Acknowledgement, Compliance
+from policies.compliance import Compliance
 from stacks.pipeline import PipelineStack
 from stages.deployment import DeploymentStage
 
@@ -46,19 +46,9 @@ class Synthesized:
         return next(stage for stage in self.stack.stages if stage.stage_name == name)
 
 
-def synthesize(
-    config_file: Path,
-    outdir: Path,
-    *,
-    suffix: str = "",
-    context: dict[str, Any] | None = None,
-    acknowledgements: list[Acknowledgement] | None = None,
-) -> Synthesized:
-    """Build and synthesize the app for `config_file` into `outdir`."""
-    config, stack, compliance = app_synthesize(
-        config_file, outdir, suffix=suffix, context=context, acknowledgements=acknowledgements
-    )
-    return Synthesized(config, stack, compliance, outdir)
+def synthesize(config_file: Path, outdir: Path, **options: Any) -> Synthesized:
+    """app.synthesize (suffix=, context=, acknowledgements=), kept with its output directory."""
+    return Synthesized(*app_synthesize(config_file, outdir, **options), outdir)
 
 
 @pytest.fixture(scope="session")
