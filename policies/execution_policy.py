@@ -61,6 +61,9 @@ EXAMPLES: tuple[tuple[Path, str, Path | None], ...] = (
 # "{project}-permissions-boundary": the boundary policy's name, as permissions-boundary.json says.
 BOUNDARY_NAME: str = json.loads(PERMISSIONS_BOUNDARY.read_text())["name"]
 PIPELINE_BOUNDARY_NAME = "{project}-pipeline-permissions-boundary"
+# The tag every resource of the project's stacks carries (value: the project name), applied once
+# per Stage and to the pipeline stack; the execution policies and the boundaries scope by it.
+PROJECT_TAG = "project"
 
 AccountKind = Literal["target", "pipeline"]
 POLICY_FILES: dict[AccountKind, Path] = {

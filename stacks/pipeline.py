@@ -14,6 +14,7 @@ from aws_cdk import (
     SecretValue,
     Stack,
     Stage,
+    Tags,
     pipelines,
 )
 from aws_cdk import aws_codebuild as codebuild
@@ -32,7 +33,7 @@ from components.log_bucket import LogBucket
 from configuration import DeploymentConfig, SourceConfig, StageConfig
 from configuration.regions import partition_of
 from configuration.waves import plan_waves
-from policies.execution_policy import boundary_name
+from policies.execution_policy import PROJECT_TAG, boundary_name
 from stages.deployment import DeploymentStage
 
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
@@ -69,6 +70,8 @@ class PipelineStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         project = config.pipeline.project
+        # The stages tag their own resources (tags do not cross into nested stages).
+        Tags.of(self).add(PROJECT_TAG, project)
         source_config = config.pipeline.source
         source = _source(source_config)
 

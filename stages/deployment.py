@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Environment, RemovalPolicy, Stack, Stage
+from aws_cdk import Environment, RemovalPolicy, Stack, Stage, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from configuration import StageConfig
-from policies.execution_policy import boundary_name
+from policies.execution_policy import PROJECT_TAG, boundary_name
 from stacks.service import ServiceStack
 
 # https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-customizing.html
@@ -48,6 +48,9 @@ class DeploymentStage(Stage):
         # default synthesizer of each stack below reads it from this context key. (A synthesizer
         # object created here in Python does not expose its role ARNs through jsii once bound.)
         self.node.set_context(BOOTSTRAP_QUALIFIER_CONTEXT, qualifier)
+        # Every taggable resource of the stage carries the project tag: the execution policies
+        # and the boundary only let CloudFormation and the stage's roles act on what carries it.
+        Tags.of(self).add(PROJECT_TAG, project)
         name = f"{project}-{stage.name}{suffix}"
 
         self.service = ServiceStack(
