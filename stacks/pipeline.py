@@ -70,8 +70,9 @@ class PipelineStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         project = config.pipeline.project
-        # The stages tag their own resources (tags do not cross into nested stages).
-        Tags.of(self).add(PROJECT_TAG, project)
+        # The pipeline stack and the cross-region support stacks CodePipeline adds to the app;
+        # the stages tag their own resources (tags do not cross into nested stages).
+        Tags.of(scope).add(PROJECT_TAG, project)
         source_config = config.pipeline.source
         source = _source(source_config)
 

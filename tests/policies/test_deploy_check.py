@@ -148,13 +148,21 @@ def test_a_key_whose_policy_shuts_out_the_account_cannot_be_managed() -> None:
             }
         ],
     }
-    report = _evaluate(
-        _stack({"Key": {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": shut_out}}})
-    )
+    tagged = {"KeyPolicy": shut_out, "Tags": [{"Key": "project", "Value": "webapp"}]}
+    report = _evaluate(_stack({"Key": {"Type": "AWS::KMS::Key", "Properties": tagged}}))
     denied = {c.action for c, _, _ in report.denials}
     assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion"} <= denied
     assert "kms:CreateKey" not in denied
     assert any("resource policy does not allow" in " ".join(why) for _, _, why in report.denials)
+
+
+@pytest.mark.parametrize("tags", [[], [{"Key": "project", "Value": "billing"}]])
+def test_a_key_without_the_project_tag_cannot_be_created(tags: list[dict[str, str]]) -> None:
+    """KMS's handler passes the template's tags in CreateKey (TAGS_IN_CREATE_CALL): a key that
+    would not carry the project's tag is refused at its creation."""
+    key = {"Type": "AWS::KMS::Key", "Properties": {"Tags": tags}}
+    denied = {c.action for c, _, _ in _evaluate(_stack({"Key": key})).denials}
+    assert "kms:CreateKey" in denied
 
 
 def test_roles_outside_the_project_prefix_cannot_be_created() -> None:

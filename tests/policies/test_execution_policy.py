@@ -15,16 +15,20 @@ from policies import iam_data
 from policies.deploy_check import Call, StackTemplate, _Resources, evaluate, read_stacks
 from policies.execution_policy import (
     BOUNDARY_FILES,
+    CREATES,
     POLICY_FILES,
+    READ_ONLY,
     UnknownActionError,
     actions_of,
     generate_all,
+    handler_actions,
     load_boundary,
     load_policies,
     real_actions,
     render,
     resource_policy_grants,
     role_policy_documents,
+    star_only_actions,
     unknown_actions,
 )
 
@@ -485,3 +489,68 @@ def test_the_boundary_keeps_stage_roles_to_the_projects_topics_parameters_images
 
     assert decide(own) == "Allowed"
     assert decide(foreign) == "ImplicitlyDenied"
+
+
+def _unconditioned_star_grants(document: dict[str, Any]) -> set[str]:
+    return {
+        action
+        for statement in document["Statement"]
+        if statement["Effect"] == "Allow"
+        and statement["Resource"] in ("*", ["*"])
+        and "Condition" not in statement
+        for action in actions_of(statement)
+    }
+
+
+def test_nothing_mutating_is_granted_on_star_without_a_condition_but_the_documented_list() -> None:
+    """Reads may stay on "*"; a mutating action there must be one AWS authorizes only on "*",
+    listed in handler-actions.toml with why and the page that says so."""
+    documented = star_only_actions()
+    granted: set[str] = set()
+    for kind in POLICY_FILES:
+        for policy in load_policies(kind):
+            granted |= _unconditioned_star_grants(policy["document"])
+    mutating = {a for a in granted if (iam_data.action(a) or _NO).access_level not in READ_ONLY}
+    assert mutating == set(documented), (
+        f"undocumented: {sorted(mutating - set(documented))}; "
+        f"documented but not granted: {sorted(set(documented) - mutating)}"
+    )
+    for action, entry in documented.items():
+        assert not (iam_data.action(action) or _NO).resource_types, f"{action} has resource types"
+        assert entry["reason"] and entry["source"].startswith("https://docs.aws.amazon.com/")
+
+
+_NO = iam_data.Action("", "", (), ())
+
+
+def test_a_planted_mutating_star_grant_is_refused() -> None:
+    """The generator refuses a mutating "*"-only action nobody documented."""
+    with pytest.raises(UnknownActionError, match="ecs:PutAccountSetting"):
+        generate_statements_for_test({"ecs:PutAccountSetting"})
+
+
+def generate_statements_for_test(actions: set[str]) -> None:
+    from policies.execution_policy import _Facts, _scoped_statements
+
+    _scoped_statements("ecs", actions, _Facts.of({"AWS::ECS::Cluster"}))
+
+
+def test_dropped_actions_serve_properties_no_template_sets(all_synths: list[Synthesized]) -> None:
+    """handler-actions.toml [[unused]] drops a schema's action for a property the stacks do not
+    use; if a template starts using it, this fails (and so would the deploy)."""
+    from policies.execution_policy import _handler_data
+
+    entries = [e for e in _handler_data()["unused"] if "property" in e]
+    assert entries
+    for synthesized in all_synths:
+        for stack in read_stacks(synthesized.outdir):
+            for resource in stack.template["Resources"].values():
+                for entry in entries:
+                    if resource["Type"] == entry["type"]:
+                        assert entry["property"] not in resource.get("Properties", {}), entry
+
+
+def test_each_creating_call_is_one_its_create_handler_makes() -> None:
+    for kind, action in CREATES.items():
+        handlers = handler_actions(kind)
+        assert action.lower() in {a.lower() for a in handlers["create"]}, (kind, action)
