@@ -14,6 +14,24 @@ ALLOW_ALL = {
 }
 
 
+def default_key_policy(account: str) -> str:
+    """KMS's default key policy (JSON): the account's IAM policies decide who uses the key.
+    https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html"""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                }
+            ],
+        }
+    )
+
+
 def simulate(
     calls: list[dict[str, Any]], identity: dict[str, list[Any]] | None = None
 ) -> list[str]:

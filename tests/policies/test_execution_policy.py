@@ -33,6 +33,7 @@ from policies.execution_policy import (
 )
 
 from ..conftest import DEFAULT_CONFIG, Synthesized
+from ..simulate import default_key_policy
 
 
 @pytest.fixture(scope="module")
@@ -276,23 +277,6 @@ def _applies(action: str, arn: str) -> bool:
     )
 
 
-def _key_policy(account: str) -> str:
-    """KMS's default key policy (IAM policies decide), so that only the boundary is judged."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
-                    "Action": "kms:*",
-                    "Resource": "*",
-                }
-            ],
-        }
-    )
-
-
 @pytest.mark.parametrize("kind", ["target", "pipeline"])
 def test_the_boundary_lets_every_role_do_what_its_policies_grant(
     all_synths: list[Synthesized], kind: str
@@ -329,7 +313,7 @@ def test_the_boundary_lets_every_role_do_what_its_policies_grant(
                     action,
                     resource,
                     (),
-                    _key_policy(stack.account) if action.startswith("kms:") else None,
+                    default_key_policy(stack.account) if action.startswith("kms:") else None,
                 )
                 for action, resource in _role_grants(stack)
             ]
