@@ -4,6 +4,7 @@ its own policies grant (decided by the IAM policy evaluator, not by matching nam
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
@@ -12,7 +13,14 @@ from aws_cdk.assertions import Template
 
 from configuration import load_config
 from policies import iam_data
-from policies.deploy_check import Call, StackTemplate, _Resources, evaluate, read_stacks
+from policies.deploy_check import (
+    Call,
+    StackTemplate,
+    Target,
+    _Resources,
+    evaluate,
+    read_stacks,
+)
 from policies.execution_policy import (
     BOUNDARY_FILES,
     CREATES,
@@ -219,30 +227,252 @@ def test_boundaries_deny_identity_changes() -> None:
         assert not any(a == "*" or a.endswith(":*") for a in allows)
 
 
-def _role_grants(stack: StackTemplate) -> list[tuple[str, str]]:
-    """(action, resource) of every Allow the stack's own policies give its roles, with wildcards
-    in actions expanded to the real actions they name."""
-    resources = _Resources(stack)
-    grants: list[tuple[str, str]] = []
-    identity = role_policy_documents(stack.template)
-    for document in [*identity, *resource_policy_grants(stack.template)]:
-        rendered = json.loads(resources.render_document(document) or "{}")
-        for statement in rendered["Statement"]:
-            if statement["Effect"] != "Allow":
-                continue
-            targets = statement["Resource"]
-            for pattern in actions_of(statement):
-                if "*" in pattern and document not in identity:
-                    # A wildcard in a bucket or key policy (CDK's auto-delete grants s3:List*)
-                    # says what the role may use there, not what it uses; the boundary is
-                    # judged on the named actions of resource policies.
+# A role's grant as the boundary test evaluates it: the role's ARN, the action, the resource it is
+# used on, and the request context AWS sends with it.
+Grant = tuple[str, str, str, tuple[tuple[str, str], ...]]
+
+# The AWS managed policies the stacks attach to their roles, as AWS publishes them (AWS Managed
+# Policy Reference, version noted): (actions, resource) per statement. A role that attaches one not
+# listed here fails the boundary test until someone copies it in.
+AWS_MANAGED_POLICIES: dict[str, list[tuple[tuple[str, ...], str]]] = {
+    # v1: https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaBasicExecutionRole.html
+    "service-role/AWSLambdaBasicExecutionRole": [
+        (("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"), "*"),
+    ],
+    # v3: https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSLambdaVPCAccessExecutionRole.html
+    "service-role/AWSLambdaVPCAccessExecutionRole": [
+        (
+            (
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "ec2:CreateNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeSubnets",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ),
+            "*",
+        ),
+    ],
+    # https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AmazonECSInfrastructureRolePolicyForLoadBalancers.html
+    # The read, target-group and listener statements as published (v2; the page shows v6 now);
+    # ModifyRule's on application load balancer rules, whose text was not readable here.
+    "AmazonECSInfrastructureRolePolicyForLoadBalancers": [
+        (
+            (
+                "elasticloadbalancing:DescribeListeners",
+                "elasticloadbalancing:DescribeRules",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetHealth",
+            ),
+            "*",
+        ),
+        (
+            ("elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"),
+            "arn:aws:elasticloadbalancing:*:*:targetgroup/*/*",
+        ),
+        (
+            ("elasticloadbalancing:ModifyListener",),
+            "arn:aws:elasticloadbalancing:*:*:listener/app/*/*/*",
+        ),
+        (
+            ("elasticloadbalancing:ModifyListener",),
+            "arn:aws:elasticloadbalancing:*:*:listener/net/*/*/*",
+        ),
+        (
+            ("elasticloadbalancing:ModifyRule",),
+            "arn:aws:elasticloadbalancing:*:*:listener-rule/app/*/*/*/*",
+        ),
+    ],
+}
+MANAGED_POLICY_PREFIX = ":iam::aws:policy/"
+
+
+def _refers_to(value: Any, logical_id: str) -> bool:
+    return value in ({"Ref": logical_id}, {"Fn::GetAtt": [logical_id, "Arn"]})
+
+
+def _logical_id(value: Any) -> str | None:
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return str(value["Fn::GetAtt"][0])
+    return None
+
+
+def _target(resources: _Resources, value: Any, arn_of_id: str) -> Target:
+    """A resource a property names: the template's own (with its tags) or one it imports by id."""
+    logical_id = _logical_id(value)
+    if logical_id is not None and logical_id in resources.resources:
+        target = resources.target(logical_id)
+        assert target is not None, f"{logical_id} has no ARN"
+        return target
+    return Target(arn_of_id.format(id=resources.render(value)))
+
+
+def _uses(resources: _Resources, role: str) -> list[Target]:
+    """The resources AWS acts on with `role` where its policies grant on "*": the function's log
+    group and, for a function in a VPC, the network interfaces Lambda creates with the function's
+    role in its subnets and security groups (untagged: Lambda does not tag them)
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html); the target groups,
+    listener rules and their listeners ECS shifts traffic between with a service's
+    load-balancer role (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/AmazonECSInfrastructureRolePolicyForLoadBalancers.html)."""
+    stack = resources.stack
+    prefix = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}:"
+    uses: list[Target] = []
+    for logical_id, resource in resources.resources.items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Lambda::Function" and _refers_to(properties.get("Role"), role):
+            group = properties.get("LoggingConfig", {}).get("LogGroup")
+            if group is not None:
+                uses.append(_target(resources, group, "{id}"))
+            else:  # Lambda's own log group for the function, which it creates untagged
+                name = resources.name(logical_id)
+                uses.append(
+                    Target(
+                        f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:"
+                        f"log-group:/aws/lambda/{name}"
+                    )
+                )
+            vpc = properties.get("VpcConfig")
+            if vpc:
+                uses.append(Target(prefix + "network-interface/eni-0123456789abcdef0"))
+                uses += [_target(resources, s, prefix + "subnet/{id}") for s in vpc["SubnetIds"]]
+                uses += [
+                    _target(resources, g, prefix + "security-group/{id}")
+                    for g in vpc.get("SecurityGroupIds", [])
+                ]
+        if resource["Type"] == "AWS::ECS::Service":
+            for balancer in properties.get("LoadBalancers", []):
+                advanced = balancer.get("AdvancedConfiguration", {})
+                if not _refers_to(advanced.get("RoleArn"), role):
                     continue
-                names = iam_data.expand(pattern) if "*" in pattern else [pattern]
-                for name in names:
-                    for target in targets if isinstance(targets, list) else [targets]:
-                        concrete = _example(name, target)
-                        if concrete is not None:
-                            grants.append((name, concrete))
+                named = [
+                    balancer.get("TargetGroupArn"),
+                    advanced.get("AlternateTargetGroupArn"),
+                    advanced.get("ProductionListenerRule"),
+                    advanced.get("TestListenerRule"),
+                ]
+                for value in named:
+                    rule = _logical_id(value)
+                    if rule is None:
+                        continue
+                    uses.append(_target(resources, value, "{id}"))
+                    listener = resources.resources[rule].get("Properties", {}).get("ListenerArn")
+                    if listener is not None:
+                        uses.append(_target(resources, listener, "{id}"))
+    return uses
+
+
+def _with_context(
+    resources: _Resources, tags: dict[str, tuple[tuple[str, str], ...]], grant: tuple[str, str, str]
+) -> Grant:
+    """The request context AWS sends: the role's ARN (aws:PrincipalArn, in every signed request:
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn),
+    the resource's tags where the action supports aws:ResourceTag, and the bucket's account where
+    it supports s3:ResourceAccount (the stack's own)."""
+    role, action, resource = grant
+    entry = iam_data.action(action)
+    keys = set(entry.condition_keys) if entry is not None else set()
+    resource_type = iam_data.classify(resource) if resource != "*" else None
+    if resource_type is not None:
+        keys |= set(resource_type.condition_keys)
+    context: list[tuple[str, str]] = [("aws:PrincipalArn", role)]
+    if "aws:ResourceTag/${TagKey}" in keys:
+        context += [(f"aws:ResourceTag/{k}", v) for k, v in tags.get(resource, ())]
+    if "s3:ResourceAccount" in keys:
+        context.append(("s3:ResourceAccount", resources.stack.account))
+    return role, action, resource, tuple(context)
+
+
+def _role_grants(stack: StackTemplate) -> list[Grant]:
+    """What the stack's own policies give each of its roles: (role, action, resource, context) of
+    every Allow, with wildcards in actions expanded to the real actions they name; AWS managed
+    policies attached to a role count on the resources AWS uses them on (_uses)."""
+    resources = _Resources(stack)
+    roles = {
+        logical_id: resources.arn(logical_id) or ""
+        for logical_id, r in resources.resources.items()
+        if r["Type"] == "AWS::IAM::Role"
+    }
+    tags: dict[str, tuple[tuple[str, str], ...]] = {}
+    for logical_id in resources.resources:
+        if resources.own_type(logical_id) is not None:
+            target = resources.target(logical_id)
+            if target is not None:
+                tags[target.arn] = target.tags
+                tags[target.arn + ":*"] = target.tags  # a log group's Arn attribute
+    default_role = f"arn:{stack.partition}:iam::{stack.account}:role/a-stage-role"
+    grants: list[tuple[str, str, str]] = []
+    for logical_id, resource in resources.resources.items():
+        properties = resource.get("Properties", {})
+        documents: list[tuple[list[str], dict[str, Any], bool]] = []
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            attached = [_logical_id(r) for r in properties.get("Roles", [])]
+            principals = [roles[r] for r in attached if r in roles] or [default_role]
+            documents.append((principals, properties["PolicyDocument"], True))
+        elif resource["Type"] == "AWS::IAM::Role":
+            documents += [
+                (([roles[logical_id]]), p["PolicyDocument"], True)
+                for p in properties.get("Policies", [])
+            ]
+            for managed in properties.get("ManagedPolicyArns", []):
+                arn = resources.render(managed) or ""
+                name = arn.split(MANAGED_POLICY_PREFIX, 1)[-1]
+                assert MANAGED_POLICY_PREFIX in arn and name in AWS_MANAGED_POLICIES, (
+                    f"{stack.name} {logical_id} attaches {arn}: copy its statements into "
+                    "AWS_MANAGED_POLICIES (tests/policies/test_execution_policy.py)"
+                )
+                uses = _uses(resources, logical_id)
+                for actions, pattern in AWS_MANAGED_POLICIES[name]:
+                    for action in actions:
+                        entry = iam_data.action(action)
+                        assert entry is not None, action
+                        if not entry.resource_types:
+                            grants.append((roles[logical_id], action, "*"))
+                            continue
+                        for use in uses:
+                            concrete = _example(action, use.arn) or (
+                                _example(action, use.arn + ":*")
+                                if action.startswith("logs:")
+                                else None
+                            )
+                            if concrete is not None and fnmatch.fnmatchcase(concrete, pattern):
+                                grants.append((roles[logical_id], action, concrete))
+                                tags.setdefault(concrete, use.tags)
+        for principals, document, identity in documents:
+            grants += _document_grants(resources, principals, document, identity)
+    for policy in resource_policy_grants(stack.template):
+        for statement in policy["Statement"]:
+            principal = resources.render(statement["Principal"].get("AWS")) or default_role
+            document = {"Statement": [statement]}
+            grants += _document_grants(resources, [principal], document, identity=False)
+    return [_with_context(resources, tags, g) for g in dict.fromkeys(grants)]
+
+
+def _document_grants(
+    resources: _Resources, principals: list[str], document: dict[str, Any], identity: bool
+) -> list[tuple[str, str, str]]:
+    rendered = json.loads(resources.render_document(document) or "{}")
+    grants: list[tuple[str, str, str]] = []
+    for statement in rendered["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        targets = statement["Resource"]
+        for pattern in actions_of(statement):
+            if "*" in pattern and not identity:
+                # A wildcard in a bucket or key policy (CDK's auto-delete grants s3:List*)
+                # says what the role may use there, not what it uses; the boundary is
+                # judged on the named actions of resource policies.
+                continue
+            names = iam_data.expand(pattern) if "*" in pattern else [pattern]
+            for name in names:
+                for target in targets if isinstance(targets, list) else [targets]:
+                    concrete = _example(name, target)
+                    if concrete is not None:
+                        grants += [(principal, name, concrete) for principal in principals]
     return grants
 
 
@@ -303,25 +533,25 @@ def test_the_boundary_lets_every_role_do_what_its_policies_grant(
                     ),
                 }
             ]
-            principal = f"arn:{stack.partition}:iam::{stack.account}:role/a-stage-role"
             calls += [
                 Call(
                     stack.name,
                     "role policy",
                     stack.account,
-                    principal,
+                    role,
                     action,
                     resource,
-                    (),
+                    context,
                     default_key_policy(stack.account) if action.startswith("kms:") else None,
                 )
-                for action, resource in _role_grants(stack)
+                for role, action, resource, context in _role_grants(stack)
             ]
         calls = list(dict.fromkeys(calls))
         evaluated += len(calls)
         decisions = evaluate(calls, policies)
         blocked += [
-            f"{c.stack}: {c.action} on {c.resource}: {d['decision']} {d.get('error', '')}"
+            f"{c.stack}: {c.principal.split('/')[-1]}: {c.action} on {c.resource}: "
+            f"{d['decision']} {d.get('error', '')} {'; '.join(d.get('why', []))}"
             for c, d in zip(calls, decisions, strict=True)
             if d["decision"] != "Allowed"
         ]
@@ -359,8 +589,8 @@ def test_the_boundary_check_can_fail() -> None:
         qualifier=load_config(DEFAULT_CONFIG).pipeline.qualifier,
     )
     calls = [
-        Call(stack.name, "p", account, f"arn:aws:iam::{account}:role/r", action, resource)
-        for action, resource in grants
+        Call(stack.name, "p", account, role, action, resource, context)
+        for role, action, resource, context in grants
     ]
     decisions = evaluate(calls, {account: [{"name": "boundary", "policy": boundary}]})
     assert [d["decision"] for d in decisions] == ["ImplicitlyDenied"]
@@ -428,16 +658,6 @@ def test_a_bucket_of_the_project_name_in_another_account_is_out_of_reach() -> No
     ("action", "own", "foreign"),
     [
         (
-            "sns:Publish",
-            "sns:eu-west-1:{a}:webapp-staging-service-Alarms-ABC",
-            "sns:eu-west-1:{a}:billing-alerts",
-        ),
-        (
-            "ssm:GetParameters",
-            "ssm:eu-west-1:{a}:parameter/webapp/feature-flags",
-            "ssm:eu-west-1:{a}:parameter/billing/db-password",
-        ),
-        (
             "ecr:BatchGetImage",
             "ecr:eu-west-1:{a}:repository/cdk-webapp-container-assets-{a}-eu-west-1",
             "ecr:eu-west-1:{a}:repository/billing-api",
@@ -454,7 +674,7 @@ def test_a_bucket_of_the_project_name_in_another_account_is_out_of_reach() -> No
         ),
     ],
 )
-def test_the_boundary_keeps_stage_roles_to_the_projects_topics_parameters_images_and_logs(
+def test_the_boundary_keeps_stage_roles_to_the_projects_images_and_logs(
     action: str, own: str, foreign: str
 ) -> None:
     account = "222222222222"
@@ -538,3 +758,152 @@ def test_each_creating_call_is_one_its_create_handler_makes() -> None:
     for kind, action in CREATES.items():
         handlers = handler_actions(kind)
         assert action.lower() in {a.lower() for a in handlers["create"]}, (kind, action)
+
+
+BOUNDARY_ACCOUNT = "222222222222"
+STAGE_ROLE = (
+    f"arn:aws:iam::{BOUNDARY_ACCOUNT}:role/webapp-staging-service-WebServiceGreenTargetRo-AB12"
+)
+# CDK's handler that closes the VPC's default security group (CloudFormation's generated name).
+DEFAULT_SG_HANDLER = (
+    f"arn:aws:iam::{BOUNDARY_ACCOUNT}:role/webapp-staging-service-CustomVpcRestrictDefaultSGCu-AB12"
+)
+
+
+def _under_boundary(
+    action: str, resource: str, tag: str | None, principal: str = STAGE_ROLE
+) -> str:
+    """The boundary's decision for a stage role calling `action` on `resource`, whose project
+    tag is `tag` (None: untagged), with the context AWS sends (aws:PrincipalArn always)."""
+    boundary = render(
+        load_boundary("target")["document"],
+        partition="aws",
+        account=BOUNDARY_ACCOUNT,
+        project="webapp",
+        qualifier="webapp",
+    )
+    context: tuple[tuple[str, str], ...] = (("aws:PrincipalArn", principal),)
+    if tag is not None:
+        context += (("aws:ResourceTag/project", tag),)
+    arn = f"arn:aws:{resource}".format(a=BOUNDARY_ACCOUNT)
+    # A KMS key is usable only where its key policy lets IAM policies decide (the default).
+    key_policy = default_key_policy(BOUNDARY_ACCOUNT) if action.startswith("kms:") else None
+    call = Call("s", "role", BOUNDARY_ACCOUNT, principal, action, arn, context, key_policy)
+    decision = evaluate([call], {BOUNDARY_ACCOUNT: [{"name": "b", "policy": boundary}]})[0]
+    return str(decision["decision"])
+
+
+LISTENER = (
+    "elasticloadbalancing:eu-west-1:{a}:listener/app/webapp-lb/50dc6c495c0c9188/f2f7dc8efc522ab2"
+)
+RULE = (
+    "elasticloadbalancing:eu-west-1:{a}:listener-rule/app/webapp-lb/50dc6c495c0c9188/"
+    "f2f7dc8efc522ab2/9683b2d02a6cabee"
+)
+TARGET_GROUP = "elasticloadbalancing:eu-west-1:{a}:targetgroup/webapp-green/73e2d6bc24d8a067"
+SECURITY_GROUP = "ec2:eu-west-1:{a}:security-group/sg-0123456789abcdef0"
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("elasticloadbalancing:ModifyListener", LISTENER),
+        ("elasticloadbalancing:ModifyRule", RULE),
+        ("elasticloadbalancing:RegisterTargets", TARGET_GROUP),
+        ("elasticloadbalancing:DeregisterTargets", TARGET_GROUP),
+        ("ec2:AuthorizeSecurityGroupIngress", SECURITY_GROUP),
+        ("ec2:AuthorizeSecurityGroupEgress", SECURITY_GROUP),
+        ("ec2:RevokeSecurityGroupIngress", SECURITY_GROUP),
+        ("ec2:RevokeSecurityGroupEgress", SECURITY_GROUP),
+        ("ec2:CreateNetworkInterface", SECURITY_GROUP),
+    ],
+)
+def test_load_balancer_and_security_group_changes_only_on_the_projects_tagged_resources(
+    action: str, resource: str
+) -> None:
+    """The same ARN shape, told apart by the project tag alone: another team's listener, rule,
+    target group or security group (tagged as theirs, or not tagged) is out of reach."""
+    assert _under_boundary(action, resource, "webapp") == "Allowed"
+    assert _under_boundary(action, resource, "billing") == "ImplicitlyDenied"
+    assert _under_boundary(action, resource, None) == "ImplicitlyDenied"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+    ],
+)
+def test_only_cdks_default_security_group_handler_changes_an_untagged_group(action: str) -> None:
+    """The VPC's default security group cannot carry the tag (EC2 creates it with the VPC), so
+    CDK's handler that closes it may change untagged groups; never another project's."""
+    assert _under_boundary(action, SECURITY_GROUP, None, DEFAULT_SG_HANDLER) == "Allowed"
+    assert _under_boundary(action, SECURITY_GROUP, "billing", DEFAULT_SG_HANDLER) == (
+        "ImplicitlyDenied"
+    )
+    other_project = DEFAULT_SG_HANDLER.replace("role/webapp-", "role/billing-")
+    assert _under_boundary(action, SECURITY_GROUP, None, other_project) == "ImplicitlyDenied"
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ],
+)
+def test_network_interfaces_only_in_the_account(action: str) -> None:
+    """Lambda creates the VPC function's network interfaces untagged, so they are scoped by the
+    account's ARNs; creating one also needs a project security group (the test above)."""
+    own = "ec2:eu-west-1:{a}:network-interface/eni-0123456789abcdef0"
+    assert _under_boundary(action, own, None) == "Allowed"
+    foreign = own.replace("{a}", "999999999999")
+    assert _under_boundary(action, foreign, None) == "ImplicitlyDenied"
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("kms:Decrypt", "kms:eu-west-1:{a}:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ("kms:GenerateDataKey", "kms:eu-west-1:{a}:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ("sns:Publish", "sns:eu-west-1:{a}:webapp-staging-service-Alarms-ABC"),
+        ("ssm:GetParameters", "ssm:eu-west-1:{a}:parameter/webapp/feature-flags"),
+        ("secretsmanager:GetSecretValue", "secretsmanager:eu-west-1:{a}:secret:webapp/db-AbCdEf"),
+        ("ec2:ModifyNetworkInterfaceAttribute", "ec2:eu-west-1:{a}:network-interface/eni-0123"),
+    ],
+)
+def test_what_no_stage_role_is_granted_is_out_of_reach_even_on_the_projects_resources(
+    action: str, resource: str
+) -> None:
+    """No stage role is granted these (the keys are used by the services' own principals: logs,
+    CloudWatch alarms), so the boundary allows them on no key, topic, parameter or secret."""
+    assert _under_boundary(action, resource, "webapp") == "ImplicitlyDenied"
+    assert _under_boundary(action, resource, None) == "ImplicitlyDenied"
+
+
+def test_the_boundary_allows_only_what_some_stage_role_is_granted(
+    all_synths: list[Synthesized],
+) -> None:
+    granted: set[str] = set()
+    for synthesized in all_synths:
+        for stack in read_stacks(synthesized.outdir):
+            if stack.account != synthesized.config.pipeline.account:
+                granted |= {action for _, action, _, _ in _role_grants(stack)}
+                for document in resource_policy_grants(stack.template):
+                    for statement in document["Statement"]:
+                        for pattern in actions_of(statement):
+                            granted.update(
+                                iam_data.expand(pattern) if "*" in pattern else [pattern]
+                            )
+    allowed = {
+        action
+        for statement in load_boundary("target")["document"]["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in actions_of(statement)
+    }
+    assert allowed - granted == set(), "no stage role is granted these; drop them from the boundary"
