@@ -926,8 +926,13 @@ def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]
                 "Effect": "Allow",
                 "Action": pass_role,
                 "Resource": roles,
+                # Only roles that carry the project tag: a `<project>-*` role made by hand is
+                # never handed to a service.
                 "Condition": {
-                    "StringEquals": {"iam:PassedToService": sorted(PASSED_TO_SERVICES[kind])}
+                    "StringEquals": {
+                        "iam:PassedToService": sorted(PASSED_TO_SERVICES[kind]),
+                        f"aws:ResourceTag/{PROJECT_TAG}": "{project}",
+                    }
                 },
             }
         )

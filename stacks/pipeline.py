@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import (
+    Aspects,
     DefaultStackSynthesizer,
     Duration,
     RemovalPolicy,
@@ -30,6 +31,7 @@ from constructs import Construct
 from components.image_assets import IMAGE_READ_ACTIONS, destinations_in_assembly
 from components.keys import confine_service_grants, publisher_key
 from components.log_bucket import LogBucket
+from components.tagging import TagRawResources
 from configuration import DeploymentConfig, SourceConfig, StageConfig
 from configuration.regions import partition_of
 from configuration.waves import plan_waves
@@ -73,6 +75,7 @@ class PipelineStack(Stack):
         # The pipeline stack and the cross-region support stacks CodePipeline adds to the app;
         # the stages tag their own resources (tags do not cross into nested stages).
         Tags.of(scope).add(PROJECT_TAG, project)
+        Aspects.of(scope).add(TagRawResources(PROJECT_TAG, project))
         source_config = config.pipeline.source
         source = _source(source_config)
 

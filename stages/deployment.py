@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Environment, RemovalPolicy, Stack, Stage, Tags
+from aws_cdk import Aspects, Environment, RemovalPolicy, Stack, Stage, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from components.tagging import TagRawResources
 from configuration import StageConfig
 from policies.execution_policy import PROJECT_TAG, boundary_name
 from stacks.service import ServiceStack
@@ -51,6 +52,7 @@ class DeploymentStage(Stage):
         # Every taggable resource of the stage carries the project tag: the execution policies
         # and the boundary only let CloudFormation and the stage's roles act on what carries it.
         Tags.of(self).add(PROJECT_TAG, project)
+        Aspects.of(self).add(TagRawResources(PROJECT_TAG, project))
         name = f"{project}-{stage.name}{suffix}"
 
         self.service = ServiceStack(

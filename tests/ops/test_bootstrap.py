@@ -28,6 +28,7 @@ from ops.bootstrap import (
     main,
     plan,
 )
+from policies.execution_policy import load_policies
 
 from ..conftest import DEFAULT_CONFIG, FIXTURES
 
@@ -38,10 +39,14 @@ BUILD = Path("build/bootstrap")
 def test_default_plan_prints_exact_bootstrap_commands() -> None:
     result = plan(load_config(DEFAULT_CONFIG))
     commands = [" ".join(argv) for _, argv in result.commands]
-    execution = lambda account, kind="": (  # noqa: E731
-        f"arn:aws:iam::{account}:policy/webapp-{kind}cfn-execution-1,"
-        f"arn:aws:iam::{account}:policy/webapp-{kind}cfn-execution-2"
-    )
+
+    def execution(account: str, kind: str = "") -> str:
+        count = len(load_policies("pipeline" if kind else "target"))
+        return ",".join(
+            f"arn:aws:iam::{account}:policy/webapp-{kind}cfn-execution-{n}"
+            for n in range(1, count + 1)
+        )
+
     own = "--qualifier webapp --toolkit-stack-name CDKToolkit-webapp"
     assert commands == [
         f"cdk bootstrap aws://111111111111/eu-west-1 {own} "
@@ -93,10 +98,10 @@ def test_a_configured_qualifier_is_used_everywhere(tmp_path: Path) -> None:
 def test_the_pipeline_account_gets_its_own_boundary_and_execution_policies() -> None:
     result = plan(load_config(DEFAULT_CONFIG))
     pipeline = next(a for a in result.accounts if a.role == "pipeline")
+    count = len(load_policies("pipeline"))
     assert [p.name for p in pipeline.policies] == [
         "webapp-pipeline-permissions-boundary",
-        "webapp-pipeline-cfn-execution-1",
-        "webapp-pipeline-cfn-execution-2",
+        *(f"webapp-pipeline-cfn-execution-{n}" for n in range(1, count + 1)),
     ]
     text = json.dumps([p.document for p in pipeline.policies])
     assert "codepipeline:CreatePipeline" in text and "{" + "account}" not in text
@@ -110,8 +115,7 @@ def test_targets_get_the_boundary_and_execution_policies() -> None:
         names = [p.name for p in account.policies]
         assert names == [
             "webapp-permissions-boundary",
-            "webapp-cfn-execution-1",
-            "webapp-cfn-execution-2",
+            *(f"webapp-cfn-execution-{n}" for n in range(1, len(load_policies()) + 1)),
         ]
         text = json.dumps([p.document for p in account.policies])
         assert "{" + "account}" not in text and account.account in text

@@ -15,6 +15,7 @@ from ops.diagram import (
     read_trust_model,
     synthesized_from,
 )
+from policies.execution_policy import load_policies
 
 from ..conftest import ROOT, Synthesized
 
@@ -66,7 +67,9 @@ def test_trust_map_names_each_targets_roles(default_synth: Synthesized) -> None:
         }
         assert target.roles["deploy"] == f"cdk-webapp-deploy-role-{target.account}-eu-west-1"
         assert target.boundary == "webapp-permissions-boundary"
-        assert target.execution_policies == ("webapp-cfn-execution-1", "webapp-cfn-execution-2")
+        assert target.execution_policies == tuple(
+            f"webapp-cfn-execution-{n}" for n in range(1, len(load_policies()) + 1)
+        )
 
 
 def test_writes_two_valid_svg_files(

@@ -27,6 +27,7 @@ from ops.doctor import (
     run,
     table,
 )
+from policies.execution_policy import load_policies
 
 from ..conftest import Synthesized
 
@@ -225,7 +226,9 @@ def test_a_ready_account_passes_everything_but_an_unvalidated_certificate(tmp_pa
     assert all(c.ok for c in results["trusts pipeline"])
     assert all(c.ok for c in results["execution policies"])
     assert len(results["execution policies"]) == 2  # the pipeline account's and the target's
-    assert len(results["policy"]) == 6 and all(c.ok for c in results["policy"])
+    # Each account's boundary and execution policies.
+    expected = 2 + len(load_policies("target")) + len(load_policies("pipeline"))
+    assert len(results["policy"]) == expected and all(c.ok for c in results["policy"])
     assert results["connection"][0].ok
     # moto leaves a requested certificate pending validation, as AWS does.
     [certificate] = results["certificate"]
