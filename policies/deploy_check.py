@@ -747,7 +747,11 @@ def _context(
     create_action = f"{action.service}:CreateAction"
     if tag_on_create and create_action in keys and kind in TAGS_IN_CREATE_CALL:
         context[create_action] = CREATES[kind].split(":")[1]
-    existing = not (creating_call or tag_on_create)
+    # A type whose handler may tag in a second call: every call its create handler makes on the
+    # new resource may come before the tags (CloudFormation's security groups change their rules
+    # first: cloudformation-coverage-roadmap#714, aws-cdk#13204).
+    untagged_yet = handler == "create" and itself and kind not in TAGS_IN_CREATE_CALL
+    existing = not (creating_call or tag_on_create or untagged_yet)
     if existing and target.tags and "aws:ResourceTag/${TagKey}" in keys:
         for key, value in target.tags:
             context[f"aws:ResourceTag/{key}"] = value

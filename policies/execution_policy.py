@@ -595,6 +595,9 @@ class _Facts:
     tagged_on_create: frozenset[tuple[str, str]]  # (service, resource type key)
     tags_in_create_call: frozenset[tuple[str, str]]  # (service, resource type key)
     creates: frozenset[tuple[str, str]]  # (action, resource type key)
+    # (action, resource type key): calls a create handler makes on its new resource, which may
+    # come before the resource has its tags (types not in TAGS_IN_CREATE_CALL).
+    before_tags: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
     def of(cls, resource_types: Iterable[str]) -> _Facts:
@@ -602,6 +605,7 @@ class _Facts:
         tagged: set[tuple[str, str]] = set()
         in_call: set[tuple[str, str]] = set()
         creates: set[tuple[str, str]] = set()
+        early: set[tuple[str, str]] = set()
         for kind in resource_types:
             if OWN_ARN.get(kind) is None:
                 continue
@@ -613,11 +617,18 @@ class _Facts:
                 tagged.add((service, key))
                 if kind in TAGS_IN_CREATE_CALL:
                     in_call.add((service, key))
+                else:
+                    early.update(
+                        (action.lower(), key)
+                        for action in handler_actions(kind).get("create", ())
+                        if _changes_before_tags(action, kind)
+                    )
         return cls(
             {s: frozenset(k) for s, k in own.items()},
             frozenset(tagged),
             frozenset(in_call),
             frozenset(creates),
+            frozenset(early),
         )
 
     def relevant(self, entry: iam_data.Action) -> list[str]:
@@ -647,6 +658,18 @@ class _Facts:
             return False
         required = [key for key, needed in entry.resource_types if needed]
         return bool(required) and not self.relevant(entry)
+
+
+def _changes_before_tags(action: str, kind: str) -> bool:
+    """A call (not the creating call, a tagging call or a deletion) that a create handler may
+    make on its new resource before tagging it: reads, and changes of its settings."""
+    entry = iam_data.action(action)
+    return (
+        entry is not None
+        and action.lower() != CREATES.get(kind, "").lower()
+        and "Tagging" not in entry.access_level
+        and not entry.name.startswith("Delete")
+    )
 
 
 @cache
@@ -705,6 +728,7 @@ def _scoped_statements(service: str, actions: set[str], facts: _Facts) -> list[d
     created: dict[str, set[str]] = {}
     tag_on_create: dict[str, set[str]] = {}
     tag_new: dict[str, set[str]] = {}
+    untagged_or_ours: dict[str, set[str]] = {}
     in_any: dict[str, set[str]] = {}
     created_maybe: dict[str, set[str]] = {}
     create_key = f"{service}:CreateAction"
@@ -750,7 +774,8 @@ def _scoped_statements(service: str, actions: set[str], facts: _Facts) -> list[d
                 else:
                     untaggable.setdefault(action, set()).update(pattern)
             elif RESOURCE_TAG in supported and tagged_on_create:
-                on_tagged.setdefault(action, set()).update(pattern)
+                early = (action.lower(), key) in facts.before_tags
+                (untagged_or_ours if early else on_tagged).setdefault(action, set()).update(pattern)
                 if "Tagging" in entry.access_level and REQUEST_TAG in supported:
                     with_key = create_key in entry.keys_on(key) | set(entry.condition_keys)
                     target = tag_on_create if in_call and with_key else tag_new
@@ -766,6 +791,14 @@ def _scoped_statements(service: str, actions: set[str], facts: _Facts) -> list[d
             f"{sid}ProjectTagged",
             on_tagged,
             {"StringEquals": {f"aws:ResourceTag/{PROJECT_TAG}": "{project}"}},
+        ),
+        # What a create handler may change on its new resource before tagging it: resources
+        # tagged by someone else stay out of reach; untagged ones do not (docs/security.md,
+        # "Where the guarantee stops").
+        _statement(
+            f"{sid}ProjectTaggedOrNotYet",
+            untagged_or_ours,
+            {"StringEqualsIfExists": {f"aws:ResourceTag/{PROJECT_TAG}": "{project}"}},
         ),
         _statement(f"{sid}CreateWithProjectTag", created, {"StringEquals": request}),
         # Created by a handler that may tag in a second call: the creating call may come
