@@ -52,8 +52,10 @@ from policies.execution_policy import (
     OWN_ARN,
     PROJECT_TAG,
     RESOURCE_POLICIES,
+    SERVICE_LINKED_ROLES,
     TAGS_IN_CREATE_CALL,
     UNTAGGING,
+    early_call,
     required_actions,
     resource_schema,
     service_of,
@@ -105,13 +107,6 @@ PASSED_TO = {
 POLICY_DOCUMENT_KEYS = frozenset(
     {"PolicyDocument", "AssumeRolePolicyDocument", "KeyPolicy", "Policies"}
 )
-# Service-linked roles a handler may create: service principal and role name.
-# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html
-# https://docs.aws.amazon.com/waf/latest/developerguide/using-service-linked-roles.html
-SERVICE_LINKED_ROLES = {
-    "ecs": ("ecs.amazonaws.com", "AWSServiceRoleForECS"),
-    "wafv2": ("wafv2.amazonaws.com", "AWSServiceRoleForWAFV2Logging"),
-}
 # Where a resource type names an object it reads from S3 (bucket and key properties).
 S3_OBJECTS = {"AWS::Lambda::Function": ("Code", "S3Bucket", "S3Key")}
 ID_PREFIX = {
@@ -128,6 +123,8 @@ ID_PREFIX = {
 }
 
 
+# The key of a tag a template no longer has, which is what CloudFormation's untagging calls name.
+REMOVED_TAG = "a-tag-the-template-dropped"
 IMPORTED_VPC = re.compile(r"vpc-[0-9a-f]{8,17}")
 DYNAMIC_REFERENCE = re.compile(r"\{\{resolve:(secretsmanager|ssm|ssm-secure):([^:}]+)")
 FAS_CONTEXT: dict[str, Any] = {
@@ -707,6 +704,10 @@ def _context(
                 "which service; add it (IAM's iam:PassedToService value)."
             )
         context["iam:PassedToService"] = PASSED_TO[kind]
+    if action.full_name.lower() == "iam:createservicelinkedrole":
+        # The service the role is for, as its path says: role/aws-service-role/<service>/<name>.
+        # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_AWSServiceName
+        context["iam:AWSServiceName"] = target.arn.split("/")[-2]
     if "s3:ResourceAccount" in keys:
         # The account that owns the bucket: the stack's own (asset buckets included).
         context["s3:ResourceAccount"] = account
@@ -728,7 +729,8 @@ def _context(
     )
     creating = handler in CREATE_HANDLERS
     tags = own.tags if own is not None else ()
-    if handler == "create" and itself and not (tagging_of(kind) or {}).get("tagOnCreate"):
+    tagged_on_create = (tagging_of(kind) or {}).get("tagOnCreate") or kind in TAGS_IN_CREATE_CALL
+    if handler == "create" and itself and not tagged_on_create:
         # Created without its tags (the schema says so): untagged until the handler tags it.
         tags, target = (), Target(target.arn)
     if creating_call and kind not in TAGS_IN_CREATE_CALL:
@@ -736,8 +738,8 @@ def _context(
     if action.name.startswith(UNTAGGING):
         # CloudFormation removes only the tags a template no longer has; the project tag is on
         # every version of every template (stages/deployment.py).
-        removed = [key for key, _ in tags if key != PROJECT_TAG]
-        if removed and "aws:TagKeys" in keys:
+        removed = [key for key, _ in tags if key != PROJECT_TAG] or [REMOVED_TAG]
+        if "aws:TagKeys" in keys:
             context["aws:TagKeys"] = removed
     elif creating and tags and "aws:RequestTag/${TagKey}" in keys:
         for key, value in tags:
@@ -750,7 +752,7 @@ def _context(
     # A type whose handler may tag in a second call: every call its create handler makes on the
     # new resource may come before the tags (CloudFormation's security groups change their rules
     # first: cloudformation-coverage-roadmap#714, aws-cdk#13204).
-    untagged_yet = handler == "create" and itself and kind not in TAGS_IN_CREATE_CALL
+    untagged_yet = handler == "create" and itself and early_call(kind, action.full_name)
     existing = not (creating_call or tag_on_create or untagged_yet)
     if existing and target.tags and "aws:ResourceTag/${TagKey}" in keys:
         for key, value in target.tags:

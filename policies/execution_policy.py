@@ -180,6 +180,10 @@ CREATES: dict[str, str] = {
 # https://github.com/aws-cloudformation/cloudformation-coverage-roadmap/issues/714
 # https://github.com/aws-cloudformation/cloudformation-coverage-roadmap/issues/328
 TAGS_IN_CREATE_CALL: dict[str, str] = {
+    # CodeBuild has no tagging action: tags exist only as CreateProject's and UpdateProject's
+    # parameter (its schema, outside the registry, has no tagging section).
+    # https://docs.aws.amazon.com/codebuild/latest/userguide/auth-and-access-control-using-tags.html
+    "AWS::CodeBuild::Project": "CreateProject's tags parameter (no TagResource action exists)",
     "AWS::EC2::FlowLog": "aws-cloudformation-resource-providers-ec2-flowlog CreateHandler.java",
     "AWS::EC2::NatGateway": "aws-cloudformation-resource-providers-ec2-nat-gateway Translator.java",
     "AWS::EC2::PrefixList": "aws-cloudformation-resource-providers-ec2-prefix-list CreateHandler",
@@ -187,6 +191,42 @@ TAGS_IN_CREATE_CALL: dict[str, str] = {
     "AWS::Logs::LogGroup": "aws-cloudformation-resource-providers-logs loggroup Translator.java",
     "AWS::SNS::Topic": "aws-cloudformation-resource-providers-sns topic Translator.java",
     "AWS::WAFv2::WebACL": "aws-cloudformation-resource-providers-wafv2 webacl CreateHandler",
+}
+# Types whose tags take a while to count for authorization: KMS says tag changes may take up to
+# five minutes to affect key authorization, and its handler enables rotation and reads the key
+# within that time. Their create handlers' calls are treated like those of types tagged late.
+# https://docs.aws.amazon.com/kms/latest/developerguide/tag-authorization.html
+# The handler's source (aws-cloudformation-resource-providers-kms, key CreateHandler) enables
+# rotation and reads the key after creating it; key policy, deletion, grants and disabling stay
+# strict (a new key's policy is CreateKey's parameter).
+TAG_AUTHORIZATION_DELAY: dict[str, frozenset[str]] = {
+    "AWS::KMS::Key": frozenset({"kms:enablekeyrotation"})
+}
+
+
+def early_call(kind: str, action: str) -> bool:
+    """Whether a create handler's call may come before its new resource's tags count: every
+    call but deletions for types that may be tagged late, reads and the listed calls for types
+    whose tags take effect late."""
+    entry = iam_data.action(action)
+    if entry is None or "Tagging" in entry.access_level or entry.name.startswith("Delete"):
+        return False
+    if action.lower() == CREATES.get(kind, "").lower():
+        return False
+    if kind in TAG_AUTHORIZATION_DELAY:
+        return entry.access_level in READ_ONLY or action.lower() in TAG_AUTHORIZATION_DELAY[kind]
+    return kind not in TAGS_IN_CREATE_CALL
+
+
+# Calls on a referenced resource that may come right after it is created (an alias made for a
+# new key), within the same delay: they too accept the resource untagged.
+EARLY_REFERENCES = frozenset({("kms:createalias", "key"), ("kms:updatealias", "key")})
+# Service-linked roles a handler may create: service principal and role name.
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using-service-linked-roles.html
+# https://docs.aws.amazon.com/waf/latest/developerguide/using-service-linked-roles.html
+SERVICE_LINKED_ROLES = {
+    "ecs": ("ecs.amazonaws.com", "AWSServiceRoleForECS"),
+    "wafv2": ("wafv2.amazonaws.com", "AWSServiceRoleForWAFV2Logging"),
 }
 # Custom resources are Lambda-backed: CloudFormation only invokes the provider function.
 CUSTOM_RESOURCE_ACTIONS = frozenset({"lambda:InvokeFunction"})
@@ -231,7 +271,25 @@ NAME_SCOPED: dict[str, dict[str, list[str]]] = {
         ],
     },
     "sns": {"topic": ["arn:{partition}:sns:*:{account}:{project}-*"]},
-    "cloudwatch": {"alarm": ["arn:{partition}:cloudwatch:*:{account}:alarm:{project}-*"]},
+    "cloudwatch": {
+        "alarm": ["arn:{partition}:cloudwatch:*:{account}:alarm:{project}-*"],
+        # service/monitoring.py names each dashboard after its stack.
+        "dashboard": ["arn:{partition}:cloudwatch::{account}:dashboard/{project}-*"],
+    },
+    # A service's deployments (CloudFormation's updates watch them): children of the service,
+    # `service-deployment/<cluster>/<service>/<id>`, which the stacks do not create themselves.
+    # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-deployment-permissions.html
+    "ecs": {
+        "service-deployment": ["arn:{partition}:ecs:*:{account}:service-deployment/*/{project}-*/*"]
+    },
+    # WAF's association acts on the load balancer, where WAF supports no tag condition: the
+    # project's load balancers by the name CloudFormation generates (the stack's name first, cut
+    # to 32 characters; a project name has at most 20).
+    "wafv2": {
+        "loadbalancer/app/": [
+            "arn:{partition}:elasticloadbalancing:*:{account}:loadbalancer/app/{project}-*/*"
+        ]
+    },
 }
 # CodeStar Connections was renamed CodeConnections: IAM knows both prefixes for the same API and
 # connections, and a connection ARN may carry either.
@@ -467,7 +525,7 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
     statements: list[dict[str, Any]] = []
     for service, actions in sorted(by_service.items()):
         if service == "iam":
-            statements.extend(_iam_statements(actions, kind))
+            statements.extend(_iam_statements(actions, kind, _linked_services(resource_types)))
         elif service == "ssm":
             statements.append(
                 {
@@ -565,7 +623,15 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
             ],
         }
     )
-    statements.extend(_keep_the_project_tag(needed))
+    # A delete handler may untag before it deletes (IAM::Role's lists UntagRole): those actions
+    # stay out of the Deny, or a stack could not be deleted. Untagging one of the project's own
+    # resources only narrows what the policies reach.
+    deleting = {
+        a
+        for handlers in required_actions(resource_types).values()
+        for a in handlers.get("delete", ())
+    }
+    statements.extend(_keep_the_project_tag(needed, deleting))
     accounts = {
         "target": "the target accounts, from the resource types the stages deploy",
         "pipeline": (
@@ -613,16 +679,15 @@ class _Facts:
             own.setdefault(service, set()).add(key)
             if kind in CREATES:
                 creates.add((CREATES[kind].lower(), key))
-            if (tagging_of(kind) or {}).get("tagOnCreate"):
+            if (tagging_of(kind) or {}).get("tagOnCreate") or kind in TAGS_IN_CREATE_CALL:
                 tagged.add((service, key))
                 if kind in TAGS_IN_CREATE_CALL:
                     in_call.add((service, key))
-                else:
-                    early.update(
-                        (action.lower(), key)
-                        for action in handler_actions(kind).get("create", ())
-                        if _changes_before_tags(action, kind)
-                    )
+                early.update(
+                    (action.lower(), key)
+                    for action in handler_actions(kind).get("create", ())
+                    if early_call(kind, action)
+                )
         return cls(
             {s: frozenset(k) for s, k in own.items()},
             frozenset(tagged),
@@ -639,7 +704,9 @@ class _Facts:
             # A type may name another service's resource (wafv2:AssociateWebACL acts on the
             # load balancer: an elasticloadbalancing ARN).
             arn_service = types[key].arn.split(":")[2] if key in types else entry.service
-            return any(key in self.own.get(s, ()) for s in {entry.service, arn_service})
+            return key in NAME_SCOPED.get(entry.service, {}) or any(
+                key in self.own.get(s, ()) for s in {entry.service, arn_service}
+            )
 
         return [key for key, _ in entry.resource_types if created(key)]
 
@@ -658,18 +725,6 @@ class _Facts:
             return False
         required = [key for key, needed in entry.resource_types if needed]
         return bool(required) and not self.relevant(entry)
-
-
-def _changes_before_tags(action: str, kind: str) -> bool:
-    """A call (not the creating call, a tagging call or a deletion) that a create handler may
-    make on its new resource before tagging it: reads, and changes of its settings."""
-    entry = iam_data.action(action)
-    return (
-        entry is not None
-        and action.lower() != CREATES.get(kind, "").lower()
-        and "Tagging" not in entry.access_level
-        and not entry.name.startswith("Delete")
-    )
 
 
 @cache
@@ -774,9 +829,13 @@ def _scoped_statements(service: str, actions: set[str], facts: _Facts) -> list[d
                 else:
                     untaggable.setdefault(action, set()).update(pattern)
             elif RESOURCE_TAG in supported and tagged_on_create:
-                early = (action.lower(), key) in facts.before_tags
+                early = (action.lower(), key) in facts.before_tags | EARLY_REFERENCES
                 (untagged_or_ours if early else on_tagged).setdefault(action, set()).update(pattern)
-                if "Tagging" in entry.access_level and REQUEST_TAG in supported:
+                if (
+                    "Tagging" in entry.access_level
+                    and REQUEST_TAG in supported
+                    and not entry.name.startswith(UNTAGGING)
+                ):
                     with_key = create_key in entry.keys_on(key) | set(entry.condition_keys)
                     target = tag_on_create if in_call and with_key else tag_new
                     target.setdefault(action, set()).update(pattern)
@@ -837,14 +896,15 @@ def _scoped_statements(service: str, actions: set[str], facts: _Facts) -> list[d
     return [statement for group in statements for statement in group]
 
 
-def _keep_the_project_tag(actions: set[str]) -> list[dict[str, Any]]:
+def _keep_the_project_tag(actions: set[str], deleting: set[str]) -> list[dict[str, Any]]:
     """The project tag stays on what carries it and is never set to another value: whatever
     the allows above grant, untagging `project` and tagging with another project are denied."""
     tagging = {a for a in actions if "Tagging" in (iam_data.action(a) or _NONE).access_level}
-    removing = sorted(a for a in tagging if a.split(":")[1].startswith(UNTAGGING))
+    untagging = {a for a in tagging if a.split(":")[1].startswith(UNTAGGING)}
+    removing = sorted(untagging - deleting)
     adding = sorted(
         a
-        for a in tagging - set(removing)
+        for a in tagging - untagging
         if REQUEST_TAG in (iam_data.action(a) or _NONE).condition_keys
     )
     tag = f"aws:RequestTag/{PROJECT_TAG}"
@@ -857,6 +917,18 @@ def _keep_the_project_tag(actions: set[str]) -> list[dict[str, Any]]:
                 "Action": removing,
                 "Resource": "*",
                 "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": [PROJECT_TAG]}},
+            }
+        )
+    if "ec2:DeleteTags" in removing:
+        # DeleteTags without a list of keys removes every tag.
+        # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteTags.html
+        statements.append(
+            {
+                "Sid": "KeepTheProjectTagOnEc2",
+                "Effect": "Deny",
+                "Action": "ec2:DeleteTags",
+                "Resource": "*",
+                "Condition": {"Null": {"aws:TagKeys": "true"}},
             }
         )
     if adding:
@@ -928,7 +1000,19 @@ def _check_star_only(actions: set[str]) -> None:
         )
 
 
-def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]]:
+def _linked_services(resource_types: Iterable[str]) -> list[str]:
+    """The services whose service-linked roles the stacks' handlers may create."""
+    services = set()
+    for kind, handlers in required_actions(resource_types).items():
+        if any(a.lower() == "iam:createservicelinkedrole" for h in handlers.values() for a in h):
+            own = service_of(kind)
+            services.add(SERVICE_LINKED_ROLES.get(own, (f"{own}.amazonaws.com", ""))[0])
+    return sorted(services)
+
+
+def _iam_statements(
+    actions: set[str], kind: AccountKind, linked_services: list[str]
+) -> list[dict[str, Any]]:
     roles = "arn:{partition}:iam::{account}:role/{project}-*"
     boundary = "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAMES[kind]
     with_boundary = sorted(
@@ -975,7 +1059,11 @@ def _iam_statements(actions: set[str], kind: AccountKind) -> list[dict[str, Any]
                 "Sid": "ServiceLinkedRoles",
                 "Effect": "Allow",
                 "Action": linked,
-                "Resource": "arn:{partition}:iam::{account}:role/aws-service-role/*",
+                "Resource": [
+                    f"arn:{{partition}}:iam::{{account}}:role/aws-service-role/{service}/*"
+                    for service in linked_services
+                ],
+                "Condition": {"StringEquals": {"iam:AWSServiceName": linked_services}},
             }
         )
     return statements

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecs as ecs
@@ -89,7 +89,12 @@ class Monitoring(Construct):
             ),
         ]
 
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard")
+        # Named after the stack (<project>-<stage>-service): the execution policies manage only
+        # the project's dashboards by name, and a name CloudFormation generates need not start
+        # with the stack's.
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=Stack.of(self).stack_name
+        )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Requests", left=[requests], width=8),
             cloudwatch.GraphWidget(title="Target 5xx", left=[errors], right=[error_rate], width=8),

@@ -46,8 +46,11 @@ REGION = "eu-west-1"
 
 EXECUTION = "execution role"
 BOUNDARY = "boundary"
+PIPELINE = "pipeline execution role"  # the pipeline account's (its policies, same test account)
 PRINCIPALS = {
     EXECUTION: f"arn:aws:iam::{ACCOUNT}:role/"
+    + cdk_role_name("cfn-exec", QUALIFIER, ACCOUNT, REGION),
+    PIPELINE: f"arn:aws:iam::{ACCOUNT}:role/"
     + cdk_role_name("cfn-exec", QUALIFIER, ACCOUNT, REGION),
     # Any role the stages create: the boundary is its ceiling.
     BOUNDARY: f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-staging-service-TaskRole-1A2B3C4D",
@@ -175,9 +178,56 @@ OUR_FUNCTION = arn("lambda", f"function:{STACK}-SmokeHook-1A2B3C4D")
 CLAIM = {PROJECT_TAG: PROJECT}  # a tagging request that would make a resource the project's
 TASKS = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
 
-E, B = EXECUTION, BOUNDARY
+E, B, P = EXECUTION, BOUNDARY, PIPELINE
+BILLING_PROJECT = arn("codebuild", "project/billing-build")
+BILLING_PIPELINE = arn("codepipeline", "billing-release")
+BILLING_DASHBOARD = f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/billing"
+BILLING_DEPLOYMENT = arn("ecs", "service-deployment/billing/billing-api/a1b2c3d4e5f6")
+OUR_PROJECT = arn("codebuild", f"project/{PROJECT}-pipeline-PipelineBuildSynth-1A2B3C4D")
+OUR_PIPELINE = arn("codepipeline", f"{PROJECT}-pipeline-Pipeline-1A2B3C4D")
 
 FOREIGN: list[Case] = [
+    # Found by review: calls the generator first left on resources of every name.
+    Case(E, "cloudwatch:PutDashboard", BILLING_DASHBOARD, "overwriting another team's dashboard"),
+    Case(E, "cloudwatch:DeleteDashboards", BILLING_DASHBOARD, "another team's dashboard"),
+    Case(E, "ecs:StopServiceDeployment", BILLING_DEPLOYMENT, "stopping another team's deploy"),
+    Case(
+        E,
+        "wafv2:DisassociateWebACL",
+        BILLING_ALB,
+        "taking the web ACL off another team's load balancer",
+        BILLING,
+    ),
+    Case(
+        E,
+        "kms:EnableKeyRotation",
+        OTHER_KEY,
+        "a key tagged by another project (a new key's early calls accept only untagged ones)",
+        OTHER,
+    ),
+    Case(
+        E,
+        "iam:CreateServiceLinkedRole",
+        f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/elasticbeanstalk.amazonaws.com/"
+        "AWSServiceRoleForElasticBeanstalk",
+        "a service-linked role of a service the stacks do not use",
+        context={"iam:AWSServiceName": "elasticbeanstalk.amazonaws.com"},
+    ),
+    Case(
+        E,
+        "ec2:DeleteTags",
+        OUR_SG,
+        "DeleteTags without keys removes every tag, the project's too",
+        OURS,
+    ),
+    # The pipeline account's execution role.
+    Case(P, "codebuild:UpdateProject", BILLING_PROJECT, "another team's build", BILLING),
+    Case(P, "codebuild:UpdateProject", BILLING_PROJECT, "an untagged build project"),
+    Case(P, "codebuild:DeleteProject", BILLING_PROJECT, "another team's build", BILLING),
+    Case(P, "codepipeline:UpdatePipeline", BILLING_PIPELINE, "another team's pipeline", BILLING),
+    Case(P, "codepipeline:DeletePipeline", BILLING_PIPELINE, "an untagged pipeline"),
+    Case(P, "kms:PutKeyPolicy", FOREIGN_KEY, "another team's key: a new key policy takes it"),
+    Case(P, "s3:PutBucketPolicy", BILLING_BUCKET, "another team's bucket"),
     # KMS: any key whose key policy trusts the account (KMS's default) is reachable by IAM.
     Case(E, "kms:PutKeyPolicy", FOREIGN_KEY, "another team's key: a new key policy takes it"),
     Case(E, "kms:ScheduleKeyDeletion", FOREIGN_KEY, "another team's key: destroys its data"),
@@ -525,6 +575,20 @@ FOREIGN: list[Case] = [
 ]
 
 CONTROLS: list[Case] = [
+    Case(P, "codebuild:UpdateProject", OUR_PROJECT, "the pipeline's build project", OURS),
+    Case(P, "codepipeline:UpdatePipeline", OUR_PIPELINE, "the project's pipeline", OURS),
+    Case(
+        E,
+        "cloudwatch:PutDashboard",
+        f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{STACK}",
+        "the stage's dashboard",
+    ),
+    Case(
+        E,
+        "ecs:DescribeServiceDeployments",
+        arn("ecs", f"service-deployment/{STACK}-Cluster-1A2B3C4D/{STACK}-Service-5E6F7A8B/abc"),
+        "the project's service deployment",
+    ),
     # The execution role on the project's own resources, with what a deploy sends.
     Case(E, "kms:PutKeyPolicy", OUR_KEY, "the project's key", OURS),
     Case(E, "kms:ScheduleKeyDeletion", OUR_KEY, "the project's key", OURS),
@@ -699,7 +763,7 @@ def _context(case: Case) -> dict[str, Any]:
         "aws:PrincipalArn": principal,
         "aws:PrincipalAccount": ACCOUNT,
     }
-    if case.principal == EXECUTION:
+    if case.principal in (EXECUTION, PIPELINE):
         # CloudFormation makes every call of the execution role (deploy_check.FAS_CONTEXT).
         context.update(FAS_CONTEXT)
     if case.resource != "*":
@@ -749,6 +813,10 @@ def _policy_sets() -> dict[str, list[dict[str, Any]]]:
         EXECUTION: [
             {"name": p["name"], "policy": render(p["document"], **values)}
             for p in load_policies("target")
+        ],
+        PIPELINE: [
+            {"name": p["name"], "policy": render(p["document"], **values)}
+            for p in load_policies("pipeline")
         ],
         BOUNDARY: [
             {"name": "boundary", "policy": render(load_boundary("target")["document"], **values)}
@@ -818,7 +886,7 @@ def test_the_suite_covers_enough_services_with_controls() -> None:
     )
     assert uncontrolled == set(), f"no execution-role control for {sorted(uncontrolled)}"
     assert set(NO_EXECUTION_CONTROL) <= services - controlled
-    assert {case.principal for case in FOREIGN} == {EXECUTION, BOUNDARY}
+    assert {case.principal for case in FOREIGN} == {EXECUTION, BOUNDARY, PIPELINE}
     duplicates = sorted({repr(c) for c in cases if [repr(d) for d in cases].count(repr(c)) > 1})
     assert duplicates == [], duplicates
 
@@ -873,13 +941,14 @@ def test_calls_on_resources_not_the_projects_are_denied() -> None:
 
     by_principal = {
         principal: sum(case.principal == principal and denied(d) for case, d in outcomes)
-        for principal in (EXECUTION, BOUNDARY)
+        for principal in (EXECUTION, PIPELINE, BOUNDARY)
     }
     gaps = len(KNOWN_GAPS)
     record_figure(
         f"foreign-resource suite: {sum(by_principal.values())} of {len(FOREIGN) - gaps} calls "
         f"denied, {gaps} documented gaps allowed "
-        f"(execution role {by_principal[EXECUTION]}, boundary {by_principal[BOUNDARY]}) "
+        f"(execution role {by_principal[EXECUTION]}, pipeline execution role "
+        f"{by_principal[PIPELINE]}, boundary {by_principal[BOUNDARY]}) "
         f"across {len({c.service for c in FOREIGN})} services; "
         f"{len(CONTROLS) - len(refused)} of {len(CONTROLS)} controls allowed"
     )
