@@ -1200,34 +1200,136 @@ def resource_policy_grants(template: dict[str, Any]) -> list[dict[str, Any]]:
     return documents
 
 
-def pipeline_boundary(cloud_assembly: Path) -> dict[str, Any]:
-    """The permissions boundary of the pipeline account's roles: what the pipeline stack's roles
-    are granted today, so a role added by a later commit cannot reach further (IAM, for example)
-    without a reviewed `make policies` and `make bootstrap APPLY=1`."""
+# Where the pipeline account's roles may act, by the catalogue's resource type of each action
+# they are granted: (ARN patterns, condition). Reads of a type not listed here stay on "*"; a
+# change on a type not listed fails `make policies`, which names it.
+PIPELINE_SCOPES: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, Any] | None]] = {
+    # The pipeline's build projects carry the project tag (CodeBuild takes tags only in
+    # CreateProject and UpdateProject); reports go to report groups CodeBuild names after them.
+    ("codebuild", "project"): (
+        ("arn:{partition}:codebuild:*:{account}:project/*",),
+        {"StringEquals": {f"aws:ResourceTag/{PROJECT_TAG}": "{project}"}},
+    ),
+    ("codebuild", "report-group"): (
+        ("arn:{partition}:codebuild:*:{account}:report-group/*",),
+        None,
+    ),
+    ("codeconnections", "Connection"): (
+        ("arn:{partition}:codeconnections:*:{account}:connection/*",),
+        None,
+    ),
+    ("codestar-connections", "Connection"): (
+        ("arn:{partition}:codestar-connections:*:{account}:connection/*",),
+        None,
+    ),
+    # The scan reads the image from each target's CDK asset repository of the qualifier.
+    ("ecr", "repository"): (
+        ("arn:{partition}:ecr:*:*:repository/cdk-{qualifier}-container-assets-*",),
+        None,
+    ),
+    # The artifact, replication and scan-cache keys carry the project tag.
+    ("kms", "key"): (
+        ("arn:{partition}:kms:*:{account}:key/*",),
+        {"StringEquals": {f"aws:ResourceTag/{PROJECT_TAG}": "{project}"}},
+    ),
+    # CodeBuild's log groups, and those of the stack's custom-resource functions.
+    ("logs", "log-group"): (
+        (
+            "arn:{partition}:logs:*:{account}:log-group:/aws/codebuild/*",
+            "arn:{partition}:logs:*:{account}:log-group:/aws/lambda/{project}-*",
+        ),
+        None,
+    ),
+    ("logs", "log-stream"): (
+        (
+            "arn:{partition}:logs:*:{account}:log-group:/aws/codebuild/*:log-stream:*",
+            "arn:{partition}:logs:*:{account}:log-group:/aws/lambda/{project}-*:log-stream:*",
+        ),
+        None,
+    ),
+    # The artifact, replication and scan-cache buckets: named after the pipeline's stacks.
+    ("s3", "bucket"): (
+        ("arn:{partition}:s3:::{project}-*",),
+        {"StringEquals": {"s3:ResourceAccount": "{account}"}},
+    ),
+    ("s3", "object"): (
+        ("arn:{partition}:s3:::{project}-*/*",),
+        {"StringEquals": {"s3:ResourceAccount": "{account}"}},
+    ),
+    # The stages' CDK roles of the project's qualifier (any account), and the pipeline's own
+    # action roles.
+    ("sts", "role"): (
+        ("arn:*:iam::*:role/cdk-{qualifier}-*", "arn:{partition}:iam::{account}:role/{project}-*"),
+        None,
+    ),
+}
+
+
+def pipeline_granted_actions(cloud_assembly: Path) -> set[str]:
+    """What the pipeline stack's roles are granted (their policies, and the bucket, topic and
+    key policies that name them), plus AWSLambdaBasicExecutionRole, which CDK attaches to its
+    custom resource providers' roles."""
     actions: set[str] = set()
     for template in cloud_assembly.glob("*.template.json"):
         for document in role_grant_documents(json.loads(template.read_text())):
             for statement in document["Statement"]:
                 if statement["Effect"] == "Allow":
                     actions.update(actions_of(statement))
-    # AWSLambdaBasicExecutionRole, which CDK attaches to its custom resource providers' roles.
-    actions |= {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    return actions | {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def pipeline_boundary(actions: Iterable[str]) -> dict[str, Any]:
+    """The permissions boundary of the pipeline account's roles: what the pipeline stack's roles
+    are granted today, each on the project's resources only (PIPELINE_SCOPES), so a role added by
+    a later commit cannot reach further (IAM, for example) without a reviewed `make policies`
+    and `make bootstrap APPLY=1`."""
+    grants: dict[tuple[tuple[str, ...], str], set[str]] = {}
+    unscoped: list[str] = []
+    for action in sorted(set(actions), key=str.lower):
+        service = action.split(":")[0]
+        real = iam_data.expand(action) if "*" in action else [action]
+        entries = [e for e in (iam_data.action(a) for a in real) if e is not None]
+        keys = {key for e in entries for key, _ in e.resource_types}
+        scoped = [
+            PIPELINE_SCOPES[(service, key)]
+            for key in sorted(keys)
+            if (service, key) in PIPELINE_SCOPES
+        ]
+        if scoped:
+            for patterns, condition in scoped:
+                grants.setdefault((patterns, json.dumps(condition)), set()).add(action)
+        elif all(e.access_level in READ_ONLY for e in entries):
+            grants.setdefault((("*",), "null"), set()).add(action)
+        else:
+            unscoped.append(action)
+    if unscoped:
+        raise UnknownActionError(
+            f"the pipeline's roles are granted {', '.join(unscoped)}, which PIPELINE_SCOPES in "
+            "policies/execution_policy.py does not say where to allow; add the resources (and "
+            "condition) that keep them to the project's."
+        )
+    statements = []
+    for index, ((patterns, encoded), granted) in enumerate(sorted(grants.items()), start=1):
+        statement: dict[str, Any] = {
+            "Sid": f"WhatThePipelineRolesAreGranted{index}",
+            "Effect": "Allow",
+            "Action": sorted(granted, key=str.lower),
+            "Resource": patterns[0] if len(patterns) == 1 else list(patterns),
+        }
+        if json.loads(encoded):
+            statement["Condition"] = json.loads(encoded)
+        statements.append(statement)
     return {
         "description": (
             "Permissions boundary of every IAM role the pipeline stack creates, generated by "
-            "`make policies` from what the pipeline's roles are granted. Placeholders are filled "
-            "in by `make bootstrap`."
+            "`make policies` from what the pipeline's roles are granted, on the project's "
+            "resources. Placeholders are filled in by `make bootstrap`."
         ),
         "name": PIPELINE_BOUNDARY_NAME,
         "document": {
             "Version": "2012-10-17",
             "Statement": [
-                {
-                    "Sid": "WhatThePipelineRolesAreGranted",
-                    "Effect": "Allow",
-                    "Action": sorted(actions, key=str.lower),
-                    "Resource": "*",
-                },
+                *statements,
                 {
                     "Sid": "NoIdentityChanges",
                     "Effect": "Deny",
@@ -1244,16 +1346,11 @@ def generate_all(cloud_assemblies: Iterable[Path]) -> dict[Path, dict[str, Any]]
     assemblies = list(cloud_assemblies)
     target = set().union(*(stage_resource_types(a) for a in assemblies))
     pipeline = set().union(*(pipeline_resource_types(a) for a in assemblies))
-    boundaries = [pipeline_boundary(a) for a in assemblies]
-    boundary = boundaries[0]
-    statement = boundary["document"]["Statement"][0]
-    statement["Action"] = sorted(
-        {a for b in boundaries for a in b["document"]["Statement"][0]["Action"]}, key=str.lower
-    )
+    granted = set().union(*(pipeline_granted_actions(a) for a in assemblies))
     return {
         EXECUTION_POLICIES: generate(target, "target"),
         PIPELINE_EXECUTION_POLICIES: generate(pipeline, "pipeline"),
-        PIPELINE_PERMISSIONS_BOUNDARY: boundary,
+        PIPELINE_PERMISSIONS_BOUNDARY: pipeline_boundary(granted),
     }
 
 

@@ -470,10 +470,28 @@ def _document_grants(
             names = iam_data.expand(pattern) if "*" in pattern else [pattern]
             for name in names:
                 for target in targets if isinstance(targets, list) else [targets]:
-                    concrete = _example(name, target)
-                    if concrete is not None:
+                    for concrete in _uses_of(resources, name, target):
                         grants += [(principal, name, concrete) for principal in principals]
     return grants
+
+
+def _uses_of(resources: _Resources, action: str, target: str) -> list[str]:
+    """Where a role uses a grant: its resource; for a grant on "*" of an action that IAM
+    authorizes on resources, the stack's own resources of those types, if it has any (CDK grants the pipeline
+    role every key on "*" for the cross-region replication keys, which carry the project tag as
+    the stack's own keys do)."""
+    concrete = _example(action, target)
+    entry = iam_data.action(action)
+    if target != "*" or entry is None or not entry.resource_types:
+        return [concrete] if concrete is not None else []
+    own = []
+    for logical_id in resources.resources:
+        if resources.own_type(logical_id) is not None:
+            arn = resources.arn(logical_id)
+            if arn is not None and _applies(action, arn):
+                own.append(arn)
+    # Nothing of the stack's own fits: judged on "*", which a scoped boundary denies.
+    return own or ["*"]
 
 
 def _example(action: str, arn: str) -> str | None:
@@ -719,12 +737,24 @@ def test_nothing_mutating_is_granted_on_star_without_a_condition_but_the_documen
         f"undocumented: {sorted(mutating - set(documented))}; "
         f"documented but not granted: {sorted(set(documented) - mutating)}"
     )
+    for kind in BOUNDARY_FILES:
+        boundary = _unconditioned_star_grants(load_boundary(kind)["document"])
+        changes = sorted(
+            a
+            for a in boundary
+            if any((iam_data.action(r) or _NO).access_level not in READ_ONLY for r in _real(a))
+        )
+        assert changes == [], f"{kind} boundary allows changes on '*' without a condition"
     for action, entry in documented.items():
         assert not (iam_data.action(action) or _NO).resource_types, f"{action} has resource types"
         assert entry["reason"] and entry["source"].startswith("https://docs.aws.amazon.com/")
 
 
 _NO = iam_data.Action("", "", (), ())
+
+
+def _real(action: str) -> list[str]:
+    return iam_data.expand(action) if "*" in action else [action]
 
 
 def test_a_planted_mutating_star_grant_is_refused() -> None:

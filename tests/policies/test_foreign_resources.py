@@ -47,11 +47,13 @@ REGION = "eu-west-1"
 EXECUTION = "execution role"
 BOUNDARY = "boundary"
 PIPELINE = "pipeline execution role"  # the pipeline account's (its policies, same test account)
+PIPELINE_ROLE = "pipeline boundary"  # any role the pipeline stack creates
 PRINCIPALS = {
     EXECUTION: f"arn:aws:iam::{ACCOUNT}:role/"
     + cdk_role_name("cfn-exec", QUALIFIER, ACCOUNT, REGION),
     PIPELINE: f"arn:aws:iam::{ACCOUNT}:role/"
     + cdk_role_name("cfn-exec", QUALIFIER, ACCOUNT, REGION),
+    PIPELINE_ROLE: f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-pipeline-PipelineRole-1A2B3C4D",
     # Any role the stages create: the boundary is its ceiling.
     BOUNDARY: f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-staging-service-TaskRole-1A2B3C4D",
 }
@@ -178,7 +180,8 @@ OUR_FUNCTION = arn("lambda", f"function:{STACK}-SmokeHook-1A2B3C4D")
 CLAIM = {PROJECT_TAG: PROJECT}  # a tagging request that would make a resource the project's
 TASKS = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
 
-E, B, P = EXECUTION, BOUNDARY, PIPELINE
+E, B, P, PB = EXECUTION, BOUNDARY, PIPELINE, PIPELINE_ROLE
+OUR_KEY_ARN = arn("kms", "key/0a1b2c3d-1111-2222-3333-444455556666")
 BILLING_PROJECT = arn("codebuild", "project/billing-build")
 BILLING_PIPELINE = arn("codepipeline", "billing-release")
 BILLING_DASHBOARD = f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/billing"
@@ -187,6 +190,18 @@ OUR_PROJECT = arn("codebuild", f"project/{PROJECT}-pipeline-PipelineBuildSynth-1
 OUR_PIPELINE = arn("codepipeline", f"{PROJECT}-pipeline-Pipeline-1A2B3C4D")
 
 FOREIGN: list[Case] = [
+    # A role of the pipeline stack, under the pipeline boundary.
+    Case(PB, "codebuild:StartBuild", BILLING_PROJECT, "running another team's build", BILLING),
+    Case(PB, "codebuild:StartBuild", BILLING_PROJECT, "running an untagged build"),
+    Case(PB, "kms:Decrypt", FOREIGN_KEY, "another team's key"),
+    Case(PB, "s3:PutObject", f"{BILLING_BUCKET}/report.csv", "another team's bucket"),
+    Case(
+        PB,
+        "sts:AssumeRole",
+        f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-deploy-role-{ACCOUNT}-{REGION}",
+        "another CDK app's deploy role (the default qualifier)",
+    ),
+    Case(PB, "ecr:BatchGetImage", arn("ecr", "repository/billing-api"), "another team's images"),
     # Found by review: calls the generator first left on resources of every name.
     Case(E, "cloudwatch:PutDashboard", BILLING_DASHBOARD, "overwriting another team's dashboard"),
     Case(E, "cloudwatch:DeleteDashboards", BILLING_DASHBOARD, "another team's dashboard"),
@@ -575,6 +590,14 @@ FOREIGN: list[Case] = [
 ]
 
 CONTROLS: list[Case] = [
+    Case(PB, "codebuild:StartBuild", OUR_PROJECT, "the pipeline's build", OURS),
+    Case(PB, "kms:Decrypt", OUR_KEY_ARN, "the artifact key", OURS),
+    Case(
+        PB,
+        "sts:AssumeRole",
+        f"arn:aws:iam::333333333333:role/cdk-{QUALIFIER}-deploy-role-333333333333-{REGION}",
+        "a target's deploy role",
+    ),
     Case(P, "codebuild:UpdateProject", OUR_PROJECT, "the pipeline's build project", OURS),
     Case(P, "codepipeline:UpdatePipeline", OUR_PIPELINE, "the project's pipeline", OURS),
     Case(
@@ -821,6 +844,12 @@ def _policy_sets() -> dict[str, list[dict[str, Any]]]:
         BOUNDARY: [
             {"name": "boundary", "policy": render(load_boundary("target")["document"], **values)}
         ],
+        PIPELINE_ROLE: [
+            {
+                "name": "pipeline boundary",
+                "policy": render(load_boundary("pipeline")["document"], **values),
+            }
+        ],
         "allow-all": [{"name": "allow-all", "policy": ALLOW_ALL}],
     }
 
@@ -886,7 +915,7 @@ def test_the_suite_covers_enough_services_with_controls() -> None:
     )
     assert uncontrolled == set(), f"no execution-role control for {sorted(uncontrolled)}"
     assert set(NO_EXECUTION_CONTROL) <= services - controlled
-    assert {case.principal for case in FOREIGN} == {EXECUTION, BOUNDARY, PIPELINE}
+    assert {case.principal for case in FOREIGN} == set(PRINCIPALS)
     duplicates = sorted({repr(c) for c in cases if [repr(d) for d in cases].count(repr(c)) > 1})
     assert duplicates == [], duplicates
 
@@ -941,14 +970,15 @@ def test_calls_on_resources_not_the_projects_are_denied() -> None:
 
     by_principal = {
         principal: sum(case.principal == principal and denied(d) for case, d in outcomes)
-        for principal in (EXECUTION, PIPELINE, BOUNDARY)
+        for principal in PRINCIPALS
     }
     gaps = len(KNOWN_GAPS)
     record_figure(
         f"foreign-resource suite: {sum(by_principal.values())} of {len(FOREIGN) - gaps} calls "
         f"denied, {gaps} documented gaps allowed "
         f"(execution role {by_principal[EXECUTION]}, pipeline execution role "
-        f"{by_principal[PIPELINE]}, boundary {by_principal[BOUNDARY]}) "
+        f"{by_principal[PIPELINE]}, boundary {by_principal[BOUNDARY]}, pipeline boundary "
+        f"{by_principal[PIPELINE_ROLE]}) "
         f"across {len({c.service for c in FOREIGN})} services; "
         f"{len(CONTROLS) - len(refused)} of {len(CONTROLS)} controls allowed"
     )
