@@ -841,10 +841,6 @@ SECURITY_GROUP = "ec2:eu-west-1:{a}:security-group/sg-0123456789abcdef0"
         ("elasticloadbalancing:ModifyRule", RULE),
         ("elasticloadbalancing:RegisterTargets", TARGET_GROUP),
         ("elasticloadbalancing:DeregisterTargets", TARGET_GROUP),
-        ("ec2:AuthorizeSecurityGroupIngress", SECURITY_GROUP),
-        ("ec2:AuthorizeSecurityGroupEgress", SECURITY_GROUP),
-        ("ec2:RevokeSecurityGroupIngress", SECURITY_GROUP),
-        ("ec2:RevokeSecurityGroupEgress", SECURITY_GROUP),
         ("ec2:CreateNetworkInterface", SECURITY_GROUP),
     ],
 )
@@ -869,7 +865,9 @@ def test_load_balancer_and_security_group_changes_only_on_the_projects_tagged_re
 )
 def test_only_cdks_default_security_group_handler_changes_an_untagged_group(action: str) -> None:
     """The VPC's default security group cannot carry the tag (EC2 creates it with the VPC), so
-    CDK's handler that closes it may change untagged groups; never another project's."""
+    CDK's handler that closes it may change untagged groups; never another project's. No stage
+    role changes the rules of the project's own (tagged) groups: CloudFormation does."""
+    assert _under_boundary(action, SECURITY_GROUP, "webapp") == "ImplicitlyDenied"
     assert _under_boundary(action, SECURITY_GROUP, None, DEFAULT_SG_HANDLER) == "Allowed"
     assert _under_boundary(action, SECURITY_GROUP, "billing", DEFAULT_SG_HANDLER) == (
         "ImplicitlyDenied"

@@ -190,6 +190,13 @@ OUR_PROJECT = arn("codebuild", f"project/{PROJECT}-pipeline-PipelineBuildSynth-1
 OUR_PIPELINE = arn("codepipeline", f"{PROJECT}-pipeline-Pipeline-1A2B3C4D")
 
 FOREIGN: list[Case] = [
+    Case(
+        B,
+        "ec2:AuthorizeSecurityGroupIngress",
+        OUR_SG,
+        "no stage role changes the project's groups' rules (CloudFormation does)",
+        OURS,
+    ),
     # A role of the pipeline stack, under the pipeline boundary.
     Case(PB, "codebuild:StartBuild", BILLING_PROJECT, "running another team's build", BILLING),
     Case(PB, "codebuild:StartBuild", BILLING_PROJECT, "running an untagged build"),
@@ -699,7 +706,13 @@ CONTROLS: list[Case] = [
         "the bootstrap version every CDK stack resolves",
     ),
     # A stage role, where the boundary is meant to allow it.
-    Case(B, "ec2:AuthorizeSecurityGroupIngress", OUR_SG, "the project's security group", OURS),
+    Case(
+        B,
+        "ec2:CreateNetworkInterface",
+        OUR_SG,
+        "the smoke-test function's network interface in the project's group",
+        OURS,
+    ),
     Case(B, "elasticloadbalancing:ModifyRule", OUR_RULE, "blue/green shifts the rule", OURS),
     Case(
         B,
