@@ -276,6 +276,49 @@ def check_policies(session: Any, account: Account) -> list[Check]:
     return checks
 
 
+BOUNDARY_SUFFIX = "-permissions-boundary"
+
+
+def check_project_names(session: Any, account: str, project: str) -> Check:
+    """Another project in the account whose name extends this one's with a hyphen, or that this
+    one's extends (`webapp` and `webapp-admin`): the policies scope names by `<project>-*`, so the
+    shorter would reach the longer's roles, log groups, buckets and functions by name
+    (docs/security.md, "Project names"). Projects are found by the boundary `make bootstrap`
+    creates for each (`<project>-permissions-boundary`)."""
+    where = f"{account} (project names)"
+    iam = session.client("iam")
+    others = set()
+    try:
+        marker: dict[str, str] = {}
+        while True:
+            page = iam.list_policies(Scope="Local", **marker)
+            for policy in page["Policies"]:
+                name = policy["PolicyName"]
+                pipeline = name.endswith("-pipeline" + BOUNDARY_SUFFIX)
+                if name.endswith(BOUNDARY_SUFFIX) and not pipeline:
+                    others.add(name.removesuffix(BOUNDARY_SUFFIX))
+            if not page.get("IsTruncated"):
+                break
+            marker = {"Marker": page["Marker"]}
+    except Exception as error:
+        return Check("project names", where, False, _error_code(error), "check IAM read access")
+    clashing = sorted(
+        other
+        for other in others - {project}
+        if other.startswith(project + "-") or project.startswith(other + "-")
+    )
+    if clashing:
+        return Check(
+            "project names",
+            where,
+            False,
+            f"project(s) {', '.join(clashing)} share the name prefix with '{project}'",
+            "rename one of the projects (pipeline.project) so neither name starts with the "
+            "other's plus '-'; see docs/security.md, 'Project names'",
+        )
+    return Check("project names", where, True, "no other project shares the prefix")
+
+
 def _differences(current: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """How the account's policy document differs from the repository's, by statement Sid."""
     if current == wanted:
@@ -461,9 +504,9 @@ def run(config: DeploymentConfig, session_for: SessionFor, required: int) -> lis
         )
     for planned in bootstrap.accounts:
         if planned.account in sessions:
-            checks += check_policies(
-                session_for(sessions[planned.account], pipeline.region), planned
-            )
+            session = session_for(sessions[planned.account], pipeline.region)
+            checks += check_policies(session, planned)
+            checks.append(check_project_names(session, planned.account, pipeline.project))
 
     if pipeline.account in sessions:
         session = session_for(sessions[pipeline.account], pipeline.region)

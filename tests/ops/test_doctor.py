@@ -554,3 +554,20 @@ def test_an_unreachable_aws_is_reported_as_a_network_problem(tmp_path: Path) -> 
     assert check.detail == "cannot reach AWS STS: EndpointConnectionError"
     assert "network connection, proxy (HTTPS_PROXY)" in check.fix
     assert "SSO" not in check.fix
+
+
+@pytest.mark.usefixtures("aws")
+@pytest.mark.parametrize("other", ["webapp-admin", "web"])
+def test_another_project_whose_name_extends_this_ones_is_reported(
+    tmp_path: Path, other: str
+) -> None:
+    """`webapp-*` matches `webapp-admin`'s roles and log groups: the doctor names the clash,
+    found by the other project's boundary. `web` is no clash: `webapp` does not start with `web-`."""
+    _bootstrap()
+    _client("iam").create_policy(
+        PolicyName=f"{other}-permissions-boundary", PolicyDocument=json.dumps(ALLOW_ALL)
+    )
+    [check, *_] = _run(tmp_path, _certificate())["project names"]
+    assert check.ok is (other == "web"), check
+    if not check.ok:
+        assert other in check.detail and "pipeline.project" in check.fix
