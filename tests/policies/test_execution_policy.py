@@ -695,22 +695,8 @@ def test_a_bucket_of_the_project_name_in_another_account_is_out_of_reach() -> No
 def test_the_boundary_keeps_stage_roles_to_the_projects_images_and_logs(
     action: str, own: str, foreign: str
 ) -> None:
-    account = "222222222222"
-    boundary = render(
-        load_boundary("target")["document"],
-        partition="aws",
-        account=account,
-        project="webapp",
-        qualifier="webapp",
-    )
-
-    def decide(resource: str) -> str:
-        arn = "arn:aws:" + resource.format(a=account)
-        call = Call("s", "role", account, f"arn:aws:iam::{account}:role/r", action, arn)
-        return str(evaluate([call], {account: [{"name": "b", "policy": boundary}]})[0]["decision"])
-
-    assert decide(own) == "Allowed"
-    assert decide(foreign) == "ImplicitlyDenied"
+    assert _under_boundary(action, own, None) == "Allowed"
+    assert _under_boundary(action, foreign, None) == "ImplicitlyDenied"
 
 
 def _unconditioned_star_grants(document: dict[str, Any]) -> set[str]:
