@@ -290,10 +290,6 @@ class _Resources:
             if placeholder.endswith("Id") and not placeholder.endswith("NameId"):
                 return self.id(logical_id)
             name = self.name(logical_id)
-            if placeholder == "RoleNameWithPath":
-                # A role's ARN carries its path: role/<path>/<name> (components/tagging.RolePath).
-                path = self.render(self.resources[logical_id].get("Properties", {}).get("Path"))
-                return (path or "/").lstrip("/") + name
             return name.removeprefix("alias/") if placeholder == "Alias" else name
 
         return re.sub(r"\$\{([^}]+)\}", fill, resource_type.arn)

@@ -1013,12 +1013,7 @@ def _linked_services(resource_types: Iterable[str]) -> list[str]:
 def _iam_statements(
     actions: set[str], kind: AccountKind, linked_services: list[str]
 ) -> list[dict[str, Any]]:
-    # The stages' roles live on the project's path (role_path); the pipeline's keep their
-    # name prefix, which the targets' trust names (`role/<project>-pipeline-*`).
-    roles = {
-        "target": "arn:{partition}:iam::{account}:role/{project}/*",
-        "pipeline": "arn:{partition}:iam::{account}:role/{project}-*",
-    }[kind]
+    roles = "arn:{partition}:iam::{account}:role/{project}-*"
     boundary = "arn:{partition}:iam::{account}:policy/" + BOUNDARY_NAMES[kind]
     with_boundary = sorted(
         a for a in actions if _supports_boundary(a) and a != "iam:CreateServiceLinkedRole"
@@ -1129,11 +1124,6 @@ def load_policies(kind: AccountKind = "target") -> list[dict[str, Any]]:
 def load_boundary(kind: AccountKind = "target") -> dict[str, Any]:
     """The permissions boundary file (name, description, document) for accounts of `kind`."""
     return json.loads(BOUNDARY_FILES[kind].read_text())  # type: ignore[no-any-return]
-
-
-def role_path(project: str) -> str:
-    """The IAM path of every role the stage stacks create (components/tagging.RolePath)."""
-    return f"/{project}/"
 
 
 def boundary_name(project: str, kind: AccountKind = "target") -> str:

@@ -8,9 +8,9 @@ from aws_cdk import Aspects, Environment, RemovalPolicy, Stack, Stage, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from components.tagging import RolePath, TagRawResources
+from components.tagging import TagRawResources
 from configuration import StageConfig
-from policies.execution_policy import PROJECT_TAG, boundary_name, role_path
+from policies.execution_policy import PROJECT_TAG, boundary_name
 from stacks.service import ServiceStack
 
 # https://docs.aws.amazon.com/cdk/v2/guide/bootstrapping-customizing.html
@@ -53,7 +53,6 @@ class DeploymentStage(Stage):
         # and the boundary only let CloudFormation and the stage's roles act on what carries it.
         Tags.of(self).add(PROJECT_TAG, project)
         Aspects.of(self).add(TagRawResources(PROJECT_TAG, project))
-        Aspects.of(self).add(RolePath(role_path(project)))
         name = f"{project}-{stage.name}{suffix}"
 
         self.service = ServiceStack(

@@ -142,15 +142,10 @@ def _decide(account: str, action: str, resource: str, **context: Any) -> str:
     return str(evaluate([call], {account: _policies(account)})[0]["decision"])
 
 
-def test_roles_are_created_only_with_the_boundary_and_on_the_project_path() -> None:
+def test_roles_are_created_only_with_the_boundary_and_under_the_project_prefix() -> None:
     account = "222222222222"
     boundary = f"arn:aws:iam::{account}:policy/webapp-permissions-boundary"
-    role = f"arn:aws:iam::{account}:role/webapp/webapp-staging-service-TaskRole-ABC"
-    # The same name on the default path: a role made by hand.
-    by_hand = f"arn:aws:iam::{account}:role/webapp-staging-service-TaskRole-ABC"
-    assert _decide(account, "iam:CreateRole", by_hand, **{"iam:PermissionsBoundary": boundary}) == (
-        "ImplicitlyDenied"
-    )
+    role = f"arn:aws:iam::{account}:role/webapp-staging-service-TaskRole-ABC"
     assert _decide(account, "iam:CreateRole", role, **{"iam:PermissionsBoundary": boundary}) == (
         "Allowed"
     )
@@ -657,18 +652,13 @@ def test_log_groups_topics_and_alarms_only_by_the_project_names(
     ["iam:UpdateAssumeRolePolicy", "iam:DeleteRole", "iam:UpdateRole", "iam:PutRolePolicy"],
 )
 def test_a_project_named_role_without_the_boundary_cannot_be_changed(action: str) -> None:
-    """`webapp/webapp-legacy`, made by hand on the project's path without the boundary: its
-    trust, permissions and existence stay out of the pipeline's reach; and a `webapp-legacy` on
-    the default path is out of reach whatever it carries."""
+    """`webapp-legacy`, made by hand without the boundary, matches the name prefix: its trust,
+    permissions and existence stay out of the pipeline's reach."""
     account = "222222222222"
-    legacy = f"arn:aws:iam::{account}:role/webapp/webapp-legacy"
+    legacy = f"arn:aws:iam::{account}:role/webapp-legacy"
     boundary = f"arn:aws:iam::{account}:policy/webapp-permissions-boundary"
     assert _decide(account, action, legacy) == "ImplicitlyDenied"
     assert _decide(account, action, legacy, **{"iam:PermissionsBoundary": boundary}) == "Allowed"
-    on_default_path = f"arn:aws:iam::{account}:role/webapp-legacy"
-    assert _decide(account, action, on_default_path, **{"iam:PermissionsBoundary": boundary}) == (
-        "ImplicitlyDenied"
-    )
 
 
 def test_a_bucket_of_the_project_name_in_another_account_is_out_of_reach() -> None:
@@ -788,12 +778,11 @@ def test_each_creating_call_is_one_its_create_handler_makes() -> None:
 
 BOUNDARY_ACCOUNT = "222222222222"
 STAGE_ROLE = (
-    f"arn:aws:iam::{BOUNDARY_ACCOUNT}:role/webapp/webapp-staging-service-WebServiceGreenTarg-AB12"
+    f"arn:aws:iam::{BOUNDARY_ACCOUNT}:role/webapp-staging-service-WebServiceGreenTargetRo-AB12"
 )
 # CDK's handler that closes the VPC's default security group (CloudFormation's generated name).
 DEFAULT_SG_HANDLER = (
-    f"arn:aws:iam::{BOUNDARY_ACCOUNT}:role/webapp/"
-    "webapp-staging-service-CustomVpcRestrictDefaultSGCu-AB12"
+    f"arn:aws:iam::{BOUNDARY_ACCOUNT}:role/webapp-staging-service-CustomVpcRestrictDefaultSGCu-AB12"
 )
 
 
@@ -869,7 +858,7 @@ def test_only_cdks_default_security_group_handler_changes_an_untagged_group(acti
     assert _under_boundary(action, SECURITY_GROUP, "billing", DEFAULT_SG_HANDLER) == (
         "ImplicitlyDenied"
     )
-    other_project = DEFAULT_SG_HANDLER.replace("role/webapp/webapp-", "role/billing/billing-")
+    other_project = DEFAULT_SG_HANDLER.replace("role/webapp-", "role/billing-")
     assert _under_boundary(action, SECURITY_GROUP, None, other_project) == "ImplicitlyDenied"
 
 

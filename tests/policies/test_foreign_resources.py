@@ -55,7 +55,7 @@ PRINCIPALS = {
     + cdk_role_name("cfn-exec", QUALIFIER, ACCOUNT, REGION),
     PIPELINE_ROLE: f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-pipeline-PipelineRole-1A2B3C4D",
     # Any role the stages create: the boundary is its ceiling.
-    BOUNDARY: f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/{PROJECT}-staging-service-TaskRole-1A2B3C4D",
+    BOUNDARY: f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}-staging-service-TaskRole-1A2B3C4D",
 }
 BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/{boundary_name(PROJECT)}"
 
@@ -152,7 +152,7 @@ BILLING_STACK = arn("cloudformation", "stack/billing-prod/51af3dc0-da77-11e4-872
 STACK = f"{PROJECT}-staging-service"
 OUR_KEY = arn("kms", "key/0987dcba-09fe-87dc-65ba-ab0987654321")
 OUR_BUCKET = f"arn:aws:s3:::{STACK}-accesslogsbucket-1a2b3c4d5e6f"
-OUR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{PROJECT}/{STACK}-TaskRole-1A2B3C4D"
+OUR_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK}-TaskRole-1A2B3C4D"
 OUR_SG = arn("ec2", "security-group/sg-0f9e8d7c6b5a49382")
 OUR_VPC = arn("ec2", "vpc/vpc-0a1b2c3d4e5f60718")
 OUR_ROUTE_TABLE = arn("ec2", "route-table/rtb-0b1c2d3e4f5a6b7c8")
@@ -190,14 +190,6 @@ OUR_PROJECT = arn("codebuild", f"project/{PROJECT}-pipeline-PipelineBuildSynth-1
 OUR_PIPELINE = arn("codepipeline", f"{PROJECT}-pipeline-Pipeline-1A2B3C4D")
 
 FOREIGN: list[Case] = [
-    Case(
-        E,
-        "iam:PutRolePolicy",
-        f"arn:aws:iam::{ACCOUNT}:role/{STACK}-TaskRole-1A2B3C4D",
-        "a role named like the project's on the default path: made by hand",
-        OURS,
-        context={"iam:PermissionsBoundary": BOUNDARY_ARN},
-    ),
     Case(
         B,
         "ec2:AuthorizeSecurityGroupIngress",
@@ -773,6 +765,7 @@ KNOWN_GAPS = {
     (E, "ec2:RevokeSecurityGroupEgress", FOREIGN_SG): BEFORE_TAGS,
     (E, "kms:TagResource", FOREIGN_KEY): TAG_ON_CREATE,
     (E, "wafv2:TagResource", BILLING_WEB_ACL): TAG_ON_CREATE,
+    (E, "iam:TagRole", LEGACY_ROLE): TAG_ON_CREATE + " (IAM::Role is tagged after creation)",
     (E, "ec2:CreateTags", FOREIGN_SG): UNVERIFIED_HANDLER,
     (E, "elasticloadbalancing:AddTags", BILLING_ALB): UNVERIFIED_HANDLER,
     (E, "logs:PutResourcePolicy", "*"): (
