@@ -49,6 +49,8 @@ from policies.execution_policy import (
     CREATE_HANDLERS,
     CREATES,
     DENIED,
+    GENERATED_TAIL,
+    LOAD_BALANCER_NAME_LIMIT,
     OWN_ARN,
     PROJECT_TAG,
     RESOURCE_POLICIES,
@@ -56,6 +58,7 @@ from policies.execution_policy import (
     TAGS_IN_CREATE_CALL,
     UNTAGGING,
     early_call,
+    generated_name,
     required_actions,
     resource_schema,
     service_of,
@@ -84,10 +87,12 @@ NAME_PROPERTY = {
     "AWS::SNS::Topic": "TopicName",
     "AWS::WAFv2::WebACL": "Name",
 }
-# Names CloudFormation generates: "<stack name>-<logical id>-<random>", lower case for buckets,
-# cut to the service's limit.
-# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-name.html
-NAME_LIMIT = {"AWS::S3::Bucket": 63, "AWS::ElasticLoadBalancingV2::LoadBalancer": 32}
+# Names CloudFormation generates (execution_policy.generated_name), lower case for buckets, within
+# the service's limit (64 where not listed).
+NAME_LIMIT = {
+    "AWS::S3::Bucket": 63,
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": LOAD_BALANCER_NAME_LIMIT,
+}
 # The service a resource type hands the roles it names to (iam:PassedToService of iam:PassRole).
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html#ck_PassedToService
 PASSED_TO = {
@@ -249,10 +254,8 @@ class _Resources:
         value = self.render(properties.get(NAME_PROPERTY.get(kind, ""), None))
         if value is None:
             suffix = hashlib.sha256(f"{self.stack.name}/{logical_id}".encode()).hexdigest()
-            limit = NAME_LIMIT.get(kind, 64)
-            random = suffix[:12].upper()
-            room = limit - len(self.stack.name) - len(random) - 2
-            value = f"{self.stack.name}-{logical_id[: max(room, 1)]}-{random}"[:limit]
+            tail = suffix[:GENERATED_TAIL].upper()
+            value = generated_name(self.stack.name, logical_id, tail, NAME_LIMIT.get(kind, 64))
             if kind == "AWS::S3::Bucket":
                 value = value.lower()
         self._names[logical_id] = value

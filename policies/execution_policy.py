@@ -283,11 +283,12 @@ NAME_SCOPED: dict[str, dict[str, list[str]]] = {
         "service-deployment": ["arn:{partition}:ecs:*:{account}:service-deployment/*/{project}-*/*"]
     },
     # WAF's association acts on the load balancer, where WAF supports no tag condition: the
-    # project's load balancers by the name CloudFormation generates (the stack's name first, cut
-    # to 32 characters; a project name has at most 20).
+    # project's load balancers by the name CloudFormation generates, of which a 32-character
+    # name keeps only the first characters of the stack's (generated_name).
     "wafv2": {
         "loadbalancer/app/": [
-            "arn:{partition}:elasticloadbalancing:*:{account}:loadbalancer/app/{project}-*/*"
+            "arn:{partition}:elasticloadbalancing:*:{account}:loadbalancer/app/"
+            "{load_balancer_prefix}*/*"
         ]
     },
 }
@@ -1101,6 +1102,43 @@ def _pack(statements: list[dict[str, Any]], kind: AccountKind) -> list[dict[str,
     ]
 
 
+# A name CloudFormation generates where a template sets none: `<stack>-<logical id>-<tail>`.
+# Where that is longer than the service allows, 13 characters are kept for the 12-character tail
+# and its hyphen, and the rest is shared by the two parts around one more hyphen: the stack name
+# rounds up, and each part takes what the other leaves. A real name shows the stack's share: stack
+# `elife-xpub--staging` got the load balancer `elife-xpu-ElasticL-19CB72BN8E36S` (32 characters,
+# 9 of them the stack's).
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-name.html
+# https://github.com/elifesciences/builder/pull/575
+# https://github.com/KensioSoftware/yulin/pull/1127
+GENERATED_TAIL = 12
+LOAD_BALANCER_NAME_LIMIT = 32
+
+
+def generated_name(stack: str, logical_id: str, tail: str, limit: int) -> str:
+    """The name CloudFormation gives a resource of `stack` whose template names none."""
+    name = f"{stack}-{logical_id}-{tail}"
+    if len(name) <= limit:
+        return name
+    room = limit - len(tail) - 2  # both hyphens
+    first = min(len(stack), room - min(len(logical_id), room // 2))
+    return f"{stack[:first]}-{logical_id[: room - first]}-{tail}"
+
+
+def stack_share(limit: int) -> int:
+    """How much of the stack name a generated name of at most `limit` characters keeps at the
+    least (when the logical id is long too): half the room, rounded up."""
+    room = limit - GENERATED_TAIL - 2
+    return room - room // 2
+
+
+def load_balancer_prefix(project: str) -> str:
+    """What every generated load balancer name of the project's stacks (`<project>-...`)
+    starts with, however long the stage name: `<project>-`, or the first characters of a long
+    project name (`platform-s` of `platform-services`)."""
+    return (project + "-")[: stack_share(LOAD_BALANCER_NAME_LIMIT)]
+
+
 def render(
     document: dict[str, Any], *, partition: str, account: str, project: str, qualifier: str
 ) -> dict[str, Any]:
@@ -1111,6 +1149,7 @@ def render(
         "account": account,
         "project": project,
         "qualifier": qualifier,
+        "load_balancer_prefix": load_balancer_prefix(project),
     }
     for key, value in values.items():
         text = text.replace("{" + key + "}", value)

@@ -29,6 +29,7 @@ from policies.execution_policy import (
     UnknownActionError,
     actions_of,
     generate_all,
+    generated_name,
     handler_actions,
     load_boundary,
     load_policies,
@@ -921,3 +922,38 @@ def test_the_boundary_allows_only_what_some_stage_role_is_granted(
         for action in actions_of(statement)
     }
     assert allowed - granted == set(), "no stage role is granted these; drop them from the boundary"
+
+
+def test_a_generated_name_keeps_the_stack_share_a_real_one_shows() -> None:
+    """CloudFormation named the load balancer of stack `elife-xpub--staging`
+    `elife-xpu-ElasticL-19CB72BN8E36S`: a 32-character name keeps 9 characters of the stack's."""
+    name = generated_name("elife-xpub--staging", "ElasticLoadBalancer", "19CB72BN8E36", 32)
+    assert name.startswith("elife-xpu-Elastic") and len(name) <= 32
+    assert generated_name("s", "Logical", "T" * 12, 32) == "s-Logical-TTTTTTTTTTTT"
+
+
+@pytest.mark.parametrize("project", ["webapp", "platform-services", "abcdefghijklmnopqrst"])
+def test_waf_reaches_the_load_balancer_cloudformation_names_for_any_project_name(
+    project: str,
+) -> None:
+    """The web ACL association acts on the load balancer by name (WAF has no tag condition for
+    it); the name keeps only the first characters of a long stack name."""
+    account = "222222222222"
+    policies = [
+        {
+            "name": p["name"],
+            "policy": render(
+                p["document"], partition="aws", account=account, project=project, qualifier="q"
+            ),
+        }
+        for p in load_policies("target")
+    ]
+    stack = f"{project}-eu-staging-blue-service"
+    ours = generated_name(stack, "WebLoadBalancer8E8983B1", "ABCDEFABCDEF", 32)
+    lb = f"arn:aws:elasticloadbalancing:eu-west-1:{account}:loadbalancer/app/{{}}/50dc6c495c0c9188"
+    calls = [
+        Call("s", "r", account, f"arn:aws:iam::{account}:role/x", "wafv2:AssociateWebACL", arn)
+        for arn in (lb.format(ours), lb.format("billing-WebLoadB-ABCDEFABCDEF"))
+    ]
+    decisions = [d["decision"] for d in evaluate(calls, {account: policies})]
+    assert decisions == ["Allowed", "ImplicitlyDenied"], ours
