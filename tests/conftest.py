@@ -89,6 +89,12 @@ def imported_synth(synth: Callable[..., Synthesized]) -> Synthesized:
     return synth(FIXTURES / "imported.toml", context=context)
 
 
+@pytest.fixture(params=["default_synth", "five_stage_synth", "imported_synth"])
+def each_example_synth(request: pytest.FixtureRequest) -> Synthesized:
+    """Each shape the committed policies cover: the default config, five stages, imported."""
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
+
+
 def record_figure(line: str) -> None:
     """Print `line` in the test run's summary (from any worker)."""
     FIGURES.mkdir(parents=True, exist_ok=True)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from aws_cdk import App, Aspects, CfnResource, Stack
 
 from components.tagging import TagRawResources
 from policies.deploy_check import read_stacks
-from policies.execution_policy import PROJECT_TAG, TAGS_IN_CREATE_CALL, tagging_of
+from policies.execution_policy import PROJECT_TAG, tagging_of
 
 from ..conftest import Synthesized
 
@@ -25,20 +24,14 @@ def _tag(resource: dict[str, Any]) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module", params=["default_synth", "five_stage_synth", "imported_synth"])
-def synthesized(request: pytest.FixtureRequest) -> Synthesized:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
-def test_every_taggable_resource_carries_the_project_tag(synthesized: Synthesized) -> None:
-    project = synthesized.config.pipeline.project
+def test_every_taggable_resource_carries_the_project_tag(each_example_synth: Synthesized) -> None:
+    project = each_example_synth.config.pipeline.project
     untagged = []
     checked = 0
-    for stack in read_stacks(synthesized.outdir):
+    for stack in read_stacks(each_example_synth.outdir):
         for logical_id, resource in stack.template["Resources"].items():
             kind = resource["Type"]
-            taggable = (tagging_of(kind) or {}).get("taggable") or kind in TAGS_IN_CREATE_CALL
-            if not taggable:
+            if not tagging_of(kind).get("taggable"):
                 continue
             checked += 1
             if _tag(resource) != project:

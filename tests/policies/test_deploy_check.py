@@ -28,11 +28,6 @@ from ..conftest import DEFAULT_CONFIG, ROOT, Synthesized, record_figure
 SECURITY_GUIDE = ROOT / "docs" / "security.md"
 
 
-@pytest.fixture(scope="module", params=["default_synth", "five_stage_synth", "imported_synth"])
-def synthesized(request: pytest.FixtureRequest) -> Synthesized:
-    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
 def default_stacks(default_synth: Synthesized) -> list[StackTemplate]:
     """The stack the planted-policy tests need: staging's, which has Lambda functions, keys,
@@ -60,13 +55,13 @@ def _without(policies: dict[str, list[dict[str, Any]]], sid: str) -> dict[str, A
     return planted
 
 
-def test_the_first_deploy_is_allowed_in_every_account(synthesized: Synthesized) -> None:
-    stacks = read_stacks(synthesized.outdir)
+def test_the_first_deploy_is_allowed_in_every_account(each_example_synth: Synthesized) -> None:
+    stacks = read_stacks(each_example_synth.outdir)
     accounts = {s.account for s in stacks}
-    assert synthesized.config.pipeline.account in accounts
-    assert {stage.account for stage in synthesized.config.stages} <= accounts
-    report = _report(synthesized)
-    name = synthesized.outdir.name.split("cdk.out-")[-1].rstrip("0123456789")
+    assert each_example_synth.config.pipeline.account in accounts
+    assert {stage.account for stage in each_example_synth.config.stages} <= accounts
+    report = _report(each_example_synth)
+    name = each_example_synth.outdir.name.split("cdk.out-")[-1].rstrip("0123456789")
     figure = f"deploy-permission check ({name}): {report.summary()}"
     record_figure(figure)
     assert report.ok, report.describe()
@@ -76,7 +71,7 @@ def test_the_first_deploy_is_allowed_in_every_account(synthesized: Synthesized) 
         assert shown in SECURITY_GUIDE.read_text(), f"update docs/security.md's figures: {figure}"
     assert len(set(report.calls)) > 1000
     # Every Lambda function's code object in the project's asset bucket was evaluated.
-    qualifier = synthesized.config.pipeline.qualifier
+    qualifier = each_example_synth.config.pipeline.qualifier
     code_reads = {c.resource for c in report.calls if c.action == "s3:GetObject"}
     assert any(f":::cdk-{qualifier}-assets-" in arn for arn in code_reads), code_reads
 
@@ -287,14 +282,14 @@ def test_calls_carry_the_forward_access_session_keys_cloudformation_sets(
 
 
 def test_every_resource_is_evaluated_with_calls_of_its_own_service(
-    synthesized: Synthesized,
+    each_example_synth: Synthesized,
 ) -> None:
     """A resource whose own calls were filtered out (a wrong service prefix) would be allowed by
     default: each resource type gets calls of its own service, the notification rule included."""
-    report = _report(synthesized)
+    report = _report(each_example_synth)
     evaluated = {(c.stack, c.logical_id, c.action.split(":")[0]) for c in report.calls}
     kinds: dict[str, set[tuple[str, str]]] = {}
-    for stack in read_stacks(synthesized.outdir):
+    for stack in read_stacks(each_example_synth.outdir):
         for logical_id, resource in stack.template["Resources"].items():
             kinds.setdefault(resource["Type"], set()).add((stack.name, logical_id))
     for kind, resources in kinds.items():

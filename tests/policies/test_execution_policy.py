@@ -746,14 +746,10 @@ def _real(action: str) -> list[str]:
 
 def test_a_planted_mutating_star_grant_is_refused() -> None:
     """The generator refuses a mutating "*"-only action nobody documented."""
-    with pytest.raises(UnknownActionError, match="ecs:PutAccountSetting"):
-        generate_statements_for_test({"ecs:PutAccountSetting"})
-
-
-def generate_statements_for_test(actions: set[str]) -> None:
     from policies.execution_policy import _Facts, _scoped_statements
 
-    _scoped_statements("ecs", actions, _Facts.of({"AWS::ECS::Cluster"}))
+    with pytest.raises(UnknownActionError, match="ecs:PutAccountSetting"):
+        _scoped_statements("ecs", {"ecs:PutAccountSetting"}, _Facts.of({"AWS::ECS::Cluster"}))
 
 
 def test_dropped_actions_serve_properties_no_template_sets(all_synths: list[Synthesized]) -> None:
