@@ -24,8 +24,10 @@ from policies.deploy_check import (
 from policies.execution_policy import (
     BOUNDARY_FILES,
     CREATES,
+    NAME_SCOPED,
     POLICY_FILES,
     READ_ONLY,
+    TAGS_IN_CREATE_CALL,
     UnknownActionError,
     actions_of,
     generate_all,
@@ -953,3 +955,31 @@ def test_waf_reaches_the_load_balancer_cloudformation_names_for_any_project_name
     ]
     decisions = [d["decision"] for d in evaluate(calls, {account: policies})]
     assert decisions == ["Allowed", "ImplicitlyDenied"], ours
+
+
+def test_every_name_scoped_pattern_is_of_the_resource_type_it_is_listed_for() -> None:
+    """NAME_SCOPED's ARN patterns, filled in, are ARNs of the catalogue type they scope (a typo
+    in a pattern would silently grant nothing, or something else)."""
+    for service, types in NAME_SCOPED.items():
+        for key, patterns in types.items():
+            for pattern in patterns:
+                arn = render({"p": pattern}, **RENDER_VALUES)["p"].replace("*", "x1")
+                found = iam_data.classify(arn)
+                assert found is not None and found.key == key, (service, key, arn, found)
+
+
+def test_codebuild_projects_are_tagged_only_in_create_and_update_project() -> None:
+    """Why AWS::CodeBuild::Project is in TAGS_IN_CREATE_CALL although its schema has no tagging
+    section: CodeBuild has no tagging action, and CreateProject takes the request's tags."""
+    assert not iam_data.exists("codebuild:TagResource")
+    for action in ("codebuild:CreateProject", "codebuild:UpdateProject"):
+        assert "aws:RequestTag/${TagKey}" in (iam_data.action(action) or _NO).own_keys
+    assert "AWS::CodeBuild::Project" in TAGS_IN_CREATE_CALL
+
+
+RENDER_VALUES = {
+    "partition": "aws",
+    "account": "222222222222",
+    "project": "webapp",
+    "qualifier": "q",
+}
