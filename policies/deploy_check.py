@@ -56,6 +56,7 @@ from policies.execution_policy import (
     RESOURCE_POLICIES,
     SERVICE_LINKED_ROLES,
     TAGS_IN_CREATE_CALL,
+    creating_call,
     early_call,
     generated_name,
     required_actions,
@@ -469,12 +470,8 @@ class _Resources:
                 found.setdefault(node, Target(node))
             elif isinstance(node, str) and IMPORTED_VPC.fullmatch(node):
                 # An imported VPC (config `network.vpc_id`): not the project's, so untagged.
-                partition, region, account = (
-                    self.stack.partition,
-                    self.stack.region,
-                    self.stack.account,
-                )
-                arn = f"arn:{partition}:ec2:{region}:{account}:vpc/{node}"
+                stack = self.stack
+                arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}:vpc/{node}"
                 found.setdefault(arn, Target(arn))
 
         visit(properties)
@@ -723,7 +720,7 @@ def _context(
     # https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html
     # https://docs.aws.amazon.com/IAM/latest/UserGuide/access_tags.html
     itself = target is own or target.own
-    creating_call = handler == "create" and itself and _is_creating(action, kind)
+    creates = handler == "create" and itself and creating_call(kind, action.full_name)
     tag_on_create = (
         handler == "create"
         and itself
@@ -735,7 +732,7 @@ def _context(
     if handler == "create" and itself and not tagging_of(kind).get("tagOnCreate"):
         # Created without its tags (the schema says so): untagged until the handler tags it.
         tags, target = (), Target(target.arn)
-    if creating_call and kind not in TAGS_IN_CREATE_CALL:
+    if creates and kind not in TAGS_IN_CREATE_CALL:
         tags = ()  # the handler may create it untagged and tag it in a second call
     if untags(action.full_name):
         # CloudFormation removes only the tags a template no longer has; the project tag is on
@@ -755,15 +752,11 @@ def _context(
     # new resource may come before the tags (CloudFormation's security groups change their rules
     # first: cloudformation-coverage-roadmap#714, aws-cdk#13204).
     untagged_yet = handler == "create" and itself and early_call(kind, action.full_name)
-    existing = not (creating_call or tag_on_create or untagged_yet)
+    existing = not (creates or tag_on_create or untagged_yet)
     if existing and target.tags and "aws:ResourceTag/${TagKey}" in keys:
         for key, value in target.tags:
             context[f"aws:ResourceTag/{key}"] = value
     return context
-
-
-def _is_creating(action: iam_data.Action, kind: str) -> bool:
-    return kind in CREATES and CREATES[kind].lower() == action.full_name.lower()
 
 
 def policy_sets(config: DeploymentConfig) -> dict[str, list[dict[str, Any]]]:

@@ -204,6 +204,11 @@ TAG_AUTHORIZATION_DELAY: dict[str, frozenset[str]] = {
 }
 
 
+def creating_call(kind: str, action: str) -> bool:
+    """Whether `action` is the call that creates a resource of `kind` (CREATES)."""
+    return action.lower() == CREATES.get(kind, "").lower()
+
+
 def early_call(kind: str, action: str) -> bool:
     """Whether a create handler's call may come before its new resource's tags count: every
     call but deletions for types that may be tagged late, reads and the listed calls for types
@@ -211,7 +216,7 @@ def early_call(kind: str, action: str) -> bool:
     entry = iam_data.action(action)
     if entry is None or "Tagging" in entry.access_level or entry.name.startswith("Delete"):
         return False
-    if action.lower() == CREATES.get(kind, "").lower():
+    if creating_call(kind, action):
         return False
     if kind in TAG_AUTHORIZATION_DELAY:
         return entry.access_level in READ_ONLY or action.lower() in TAG_AUTHORIZATION_DELAY[kind]
