@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from policies.deploy_check import Call, evaluate
+from policies.execution_policy import AccountKind, load_boundary, load_policies, render
 
 ALLOW_ALL = {
     "Version": "2012-10-17",
@@ -66,3 +67,40 @@ def simulate(
             )
         )
     return [decision["decision"] for decision in evaluate(prepared, sets)]
+
+
+def execution_policies(
+    account: str,
+    kind: AccountKind = "target",
+    *,
+    project: str = "webapp",
+    qualifier: str = "webapp",
+    partition: str = "aws",
+) -> list[dict[str, Any]]:
+    """The committed execution policies of an account of `kind`, as `make bootstrap` renders
+    them, in the evaluator's policy-set form."""
+    values = {"partition": partition, "account": account, "project": project}
+    return [
+        {"name": p["name"], "policy": render(p["document"], **values, qualifier=qualifier)}
+        for p in load_policies(kind)
+    ]
+
+
+def boundary_policy(
+    account: str,
+    kind: AccountKind = "target",
+    *,
+    project: str = "webapp",
+    qualifier: str = "webapp",
+    partition: str = "aws",
+) -> list[dict[str, Any]]:
+    """The committed permissions boundary of an account of `kind`, rendered, as the only policy
+    of a policy set: what it denies, no role policy can grant."""
+    document = render(
+        load_boundary(kind)["document"],
+        partition=partition,
+        account=account,
+        project=project,
+        qualifier=qualifier,
+    )
+    return [{"name": f"{kind} boundary", "policy": document}]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import App, Aspects, CfnResource, Stack
+from aws_cdk import App, Aspects, CfnResource, CfnTag, Stack
+from aws_cdk import aws_iam as iam
 
 from components.tagging import TagRawResources
 from policies.deploy_check import read_stacks
@@ -48,7 +49,10 @@ def test_raw_roles_and_functions_get_the_tag_and_typed_ones_keep_theirs() -> Non
     stack = Stack(app, "S")
     CfnResource(stack, "Raw", type="AWS::IAM::Role", properties={"AssumeRolePolicyDocument": {}})
     CfnResource(stack, "Other", type="AWS::SNS::Topic", properties={})
+    team = CfnTag(key="team", value="x")
+    iam.CfnRole(stack, "Typed", assume_role_policy_document={}, tags=[team])
     Aspects.of(stack).add(TagRawResources(PROJECT_TAG, "webapp"))
     resources = app.synth().get_stack_by_name("S").template["Resources"]
     assert resources["Raw"]["Properties"]["Tags"] == [{"Key": PROJECT_TAG, "Value": "webapp"}]
     assert "Tags" not in resources["Other"].get("Properties", {})
+    assert resources["Typed"]["Properties"]["Tags"] == [{"Key": "team", "Value": "x"}]

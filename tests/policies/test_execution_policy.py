@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from configuration import load_config
 from policies import iam_data
 from policies.deploy_check import (
     Call,
@@ -28,6 +27,7 @@ from policies.execution_policy import (
     POLICY_FILES,
     READ_ONLY,
     TAGS_IN_CREATE_CALL,
+    AccountKind,
     UnknownActionError,
     actions_of,
     generate_all,
@@ -43,8 +43,8 @@ from policies.execution_policy import (
     unknown_actions,
 )
 
-from ..conftest import DEFAULT_CONFIG, Synthesized
-from ..simulate import default_key_policy
+from ..conftest import Synthesized
+from ..simulate import boundary_policy, default_key_policy, execution_policies
 
 
 @pytest.fixture(scope="module")
@@ -116,20 +116,8 @@ def test_no_administrator_access_and_no_star_on_star() -> None:
                 assert not any(action.endswith(":*") for action in actions), statement["Sid"]
 
 
-def _policies(account: str, kind: str = "target") -> list[dict[str, Any]]:
-    return [
-        {
-            "name": p["name"],
-            "policy": render(
-                p["document"],
-                partition="aws",
-                account=account,
-                project="webapp",
-                qualifier="webapp",
-            ),
-        }
-        for p in load_policies(kind)  # type: ignore[arg-type]
-    ]
+def _policies(account: str, kind: AccountKind = "target") -> list[dict[str, Any]]:
+    return execution_policies(account, kind)
 
 
 def _decide(account: str, action: str, resource: str, **context: Any) -> str:
@@ -411,15 +399,14 @@ def _role_grants(stack: StackTemplate) -> list[Grant]:
     grants: list[tuple[str, str, str]] = []
     for logical_id, resource in resources.resources.items():
         properties = resource.get("Properties", {})
-        documents: list[tuple[list[str], dict[str, Any], bool]] = []
+        documents: list[tuple[list[str], dict[str, Any]]] = []
         if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             attached = [_logical_id(r) for r in properties.get("Roles", [])]
             principals = [roles[r] for r in attached if r in roles] or [default_role]
-            documents.append((principals, properties["PolicyDocument"], True))
+            documents.append((principals, properties["PolicyDocument"]))
         elif resource["Type"] == "AWS::IAM::Role":
             documents += [
-                (([roles[logical_id]]), p["PolicyDocument"], True)
-                for p in properties.get("Policies", [])
+                ([roles[logical_id]], p["PolicyDocument"]) for p in properties.get("Policies", [])
             ]
             for managed in properties.get("ManagedPolicyArns", []):
                 arn = resources.render(managed) or ""
@@ -445,8 +432,8 @@ def _role_grants(stack: StackTemplate) -> list[Grant]:
                             if concrete is not None and fnmatch.fnmatchcase(concrete, pattern):
                                 grants.append((roles[logical_id], action, concrete))
                                 tags.setdefault(concrete, use.tags)
-        for principals, document, identity in documents:
-            grants += _document_grants(resources, principals, document, identity)
+        for principals, document in documents:
+            grants += _document_grants(resources, principals, document, identity=True)
     for policy in resource_policy_grants(stack.template):
         for statement in policy["Statement"]:
             principal = resources.render(statement["Principal"].get("AWS")) or default_role
@@ -528,63 +515,66 @@ def _applies(action: str, arn: str) -> bool:
     )
 
 
+def _boundary_blocked(
+    stacks: list[StackTemplate], kind: AccountKind, project: str, qualifier: str
+) -> tuple[int, list[str]]:
+    """What the `kind` boundary would deny of the grants the `stacks` give their roles: the
+    number of calls evaluated, and one line per denied call."""
+    calls: list[Call] = []
+    policies: dict[str, list[dict[str, Any]]] = {}
+    for stack in stacks:
+        policies[stack.account] = boundary_policy(
+            stack.account, kind, project=project, qualifier=qualifier, partition=stack.partition
+        )
+        calls += [
+            Call(
+                stack.name,
+                "role policy",
+                stack.account,
+                role,
+                action,
+                resource,
+                context,
+                default_key_policy(stack.account) if action.startswith("kms:") else None,
+            )
+            for role, action, resource, context in _role_grants(stack)
+        ]
+    calls = list(dict.fromkeys(calls))
+    decisions = evaluate(calls, policies)
+    blocked = [
+        f"{c.stack}: {c.principal.split('/')[-1]}: {c.action} on {c.resource}: "
+        f"{d['decision']} {d.get('error', '')} {'; '.join(d.get('why', []))}"
+        for c, d in zip(calls, decisions, strict=True)
+        if d["decision"] != "Allowed"
+    ]
+    return len(calls), blocked
+
+
 @pytest.mark.parametrize("kind", ["target", "pipeline"])
 def test_the_boundary_lets_every_role_do_what_its_policies_grant(
-    all_synths: list[Synthesized], kind: str
+    all_synths: list[Synthesized], kind: AccountKind
 ) -> None:
     blocked: list[str] = []
     evaluated = 0
     for synthesized in all_synths:  # one config at a time: configs share account ids
-        calls: list[Call] = []
-        policies: dict[str, list[dict[str, Any]]] = {}
-        pipeline_account = synthesized.config.pipeline.account
-        for stack in read_stacks(synthesized.outdir):
-            if (stack.account == pipeline_account) != (kind == "pipeline"):
-                continue
-            boundary = load_boundary(kind)  # type: ignore[arg-type]
-            policies[stack.account] = [
-                {
-                    "name": "boundary",
-                    "policy": render(
-                        boundary["document"],
-                        partition=stack.partition,
-                        account=stack.account,
-                        project=synthesized.config.pipeline.project,
-                        qualifier=synthesized.config.pipeline.qualifier,
-                    ),
-                }
-            ]
-            calls += [
-                Call(
-                    stack.name,
-                    "role policy",
-                    stack.account,
-                    role,
-                    action,
-                    resource,
-                    context,
-                    default_key_policy(stack.account) if action.startswith("kms:") else None,
-                )
-                for role, action, resource, context in _role_grants(stack)
-            ]
-        calls = list(dict.fromkeys(calls))
-        evaluated += len(calls)
-        decisions = evaluate(calls, policies)
-        blocked += [
-            f"{c.stack}: {c.principal.split('/')[-1]}: {c.action} on {c.resource}: "
-            f"{d['decision']} {d.get('error', '')} {'; '.join(d.get('why', []))}"
-            for c, d in zip(calls, decisions, strict=True)
-            if d["decision"] != "Allowed"
+        pipeline = synthesized.config.pipeline
+        stacks = [
+            stack
+            for stack in read_stacks(synthesized.outdir)
+            if (stack.account == pipeline.account) == (kind == "pipeline")
         ]
+        count, denied = _boundary_blocked(stacks, kind, pipeline.project, pipeline.qualifier)
+        evaluated += count
+        blocked += denied
     assert evaluated > 50
     assert blocked == [], "the permissions boundary would deny:\n" + "\n".join(sorted(blocked))
 
 
 def test_the_boundary_check_can_fail() -> None:
-    account = "222222222222"
+    """The check above, on a planted grant no boundary allows."""
     stack = StackTemplate(
         "webapp-staging-service",
-        account,
+        "222222222222",
         "eu-west-1",
         {
             "Resources": {
@@ -601,20 +591,9 @@ def test_the_boundary_check_can_fail() -> None:
             }
         },
     )
-    grants = _role_grants(stack)
-    boundary = render(
-        load_boundary("target")["document"],
-        partition="aws",
-        account=account,
-        project="webapp",
-        qualifier=load_config(DEFAULT_CONFIG).pipeline.qualifier,
-    )
-    calls = [
-        Call(stack.name, "p", account, role, action, resource, context)
-        for role, action, resource, context in grants
-    ]
-    decisions = evaluate(calls, {account: [{"name": "boundary", "policy": boundary}]})
-    assert [d["decision"] for d in decisions] == ["ImplicitlyDenied"]
+    count, blocked = _boundary_blocked([stack], "target", "webapp", "webapp")
+    assert count == 1
+    assert len(blocked) == 1 and "dynamodb:PutItem on *: ImplicitlyDenied" in blocked[0]
 
 
 @pytest.mark.parametrize(
@@ -790,13 +769,6 @@ def _under_boundary(
 ) -> str:
     """The boundary's decision for a stage role calling `action` on `resource`, whose project
     tag is `tag` (None: untagged), with the context AWS sends (aws:PrincipalArn always)."""
-    boundary = render(
-        load_boundary("target")["document"],
-        partition="aws",
-        account=BOUNDARY_ACCOUNT,
-        project="webapp",
-        qualifier="webapp",
-    )
     context: tuple[tuple[str, str], ...] = (("aws:PrincipalArn", principal),)
     if tag is not None:
         context += (("aws:ResourceTag/project", tag),)
@@ -804,7 +776,7 @@ def _under_boundary(
     # A KMS key is usable only where its key policy lets IAM policies decide (the default).
     key_policy = default_key_policy(BOUNDARY_ACCOUNT) if action.startswith("kms:") else None
     call = Call("s", "role", BOUNDARY_ACCOUNT, principal, action, arn, context, key_policy)
-    decision = evaluate([call], {BOUNDARY_ACCOUNT: [{"name": "b", "policy": boundary}]})[0]
+    decision = evaluate([call], {BOUNDARY_ACCOUNT: boundary_policy(BOUNDARY_ACCOUNT)})[0]
     return str(decision["decision"])
 
 
@@ -925,8 +897,8 @@ def test_the_boundary_allows_only_what_some_stage_role_is_granted(
 def test_a_generated_name_keeps_the_stack_share_a_real_one_shows() -> None:
     """CloudFormation named the load balancer of stack `elife-xpub--staging`
     `elife-xpu-ElasticL-19CB72BN8E36S`: a 32-character name keeps 9 characters of the stack's."""
-    name = generated_name("elife-xpub--staging", "ElasticLoadBalancer", "19CB72BN8E36", 32)
-    assert name.startswith("elife-xpu-Elastic") and len(name) <= 32
+    name = generated_name("elife-xpub--staging", "ElasticLoadBalancer", "19CB72BN8E36S", 32)
+    assert name == "elife-xpu-ElasticL-19CB72BN8E36S"
     assert generated_name("s", "Logical", "T" * 12, 32) == "s-Logical-TTTTTTTTTTTT"
 
 
@@ -937,15 +909,7 @@ def test_waf_reaches_the_load_balancer_cloudformation_names_for_any_project_name
     """The web ACL association acts on the load balancer by name (WAF has no tag condition for
     it); the name keeps only the first characters of a long stack name."""
     account = "222222222222"
-    policies = [
-        {
-            "name": p["name"],
-            "policy": render(
-                p["document"], partition="aws", account=account, project=project, qualifier="q"
-            ),
-        }
-        for p in load_policies("target")
-    ]
+    policies = execution_policies(account, project=project, qualifier="q")
     stack = f"{project}-eu-staging-blue-service"
     ours = generated_name(stack, "WebLoadBalancer8E8983B1", "ABCDEFABCDEF", 32)
     lb = f"arn:aws:elasticloadbalancing:eu-west-1:{account}:loadbalancer/app/{{}}/50dc6c495c0c9188"
